@@ -1,0 +1,40 @@
+# Set-up and the everyday commands. Every target creates .venv on first use:
+#   make test   -> create .venv, install torch 2.13.0 (CPU) then fer-hf[dev], run the offline tests
+#   make demo   -> same set-up, then launch the Gradio demo on the bundled model
+# Online users on a CPU-only box can add TORCH_INDEX=https://download.pytorch.org/whl/cpu
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE ?= 1
+export GRADIO_ANALYTICS_ENABLED := False
+export TOKENIZERS_PARALLELISM := false
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -c constraints.txt torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip check
+	touch $@
+
+.PHONY: install test test-slow lint prepare demo
+install: $(BIN)/.installed
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not slow and not gpu and not browser" $(PYTEST_ARGS)
+
+# Real-data tests (../shared/data/fer2013) and browser tests; see README "Tests".
+test-slow: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "slow or browser" $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff format --check fer_hf tests bench space train.py
+	$(BIN)/ruff check fer_hf tests bench space train.py
+
+DATA ?= ../shared/data/fer2013
+OUT ?= prepared/fer2013
+prepare: $(BIN)/.installed
+	$(BIN)/fer-hf prepare fer2013 --data-dir $(DATA) --output $(OUT) --resample oversample
