@@ -5,7 +5,14 @@ from fer_hf import labels
 
 def test_canonical_order_is_affectnet():
     assert labels.class_names(8) == (
-        "neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"
+        "neutral",
+        "happy",
+        "sad",
+        "surprise",
+        "fear",
+        "disgust",
+        "anger",
+        "contempt",
     )
     assert labels.class_names(7) == labels.class_names(8)[:7]
     assert "contempt" not in labels.class_names(7)
@@ -13,10 +20,19 @@ def test_canonical_order_is_affectnet():
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [("Angry", "anger"), ("anger", "anger"), ("happiness", "happy"), ("Sadness", "sad"),
-     ("surprised", "surprise"), ("Fearful", "fear"), ("disgusted", "disgust"),
-     ("  Neutral ", "neutral"), ("6 - Neutral", "neutral"), ("Contempt", "contempt"),
-     ("bored", None)],
+    [
+        ("Angry", "anger"),
+        ("anger", "anger"),
+        ("happiness", "happy"),
+        ("Sadness", "sad"),
+        ("surprised", "surprise"),
+        ("Fearful", "fear"),
+        ("disgusted", "disgust"),
+        ("  Neutral ", "neutral"),
+        ("6 - Neutral", "neutral"),
+        ("Contempt", "contempt"),
+        ("bored", None),
+    ],
 )
 def test_synonyms(raw, expected):
     assert labels.canonical_name(raw) == expected

@@ -32,7 +32,9 @@ def _imported_layers(path: Path) -> set[str]:
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative import: resolve against the file's package
-                base = path.relative_to(PKG).parent.parts[: len(path.relative_to(PKG).parent.parts) - (node.level - 1)]
+                base = path.relative_to(PKG).parent.parts[
+                    : len(path.relative_to(PKG).parent.parts) - (node.level - 1)
+                ]
                 names = [".".join(("fer_hf", *base, node.module or ""))]
             else:
                 names = [node.module or ""]

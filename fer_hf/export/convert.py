@@ -1,0 +1,267 @@
+"""`fer-hf export`: model folder -> ONNX via Optimum -> optional int8, checked into parity.json.
+
+Must not import fer_hf.data, training, hub, inference or cli.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .onnx_config import onnx_config_for
+from .quantization import QUANTIZE_MODES, QUANTIZED_FILE_NAME, cpu_target, quantize
+from .quantization import quantized_op_types as _quantized_op_types
+from .samples import Sample, load_sample
+from .speed import onnx_session, onnx_speed
+
+ONNX_FILE_NAME = "model.onnx"
+FP32_ATOL = 1e-4  # max |logit difference| ONNX fp32 vs PyTorch
+MIN_INT8_AGREEMENT = 0.99  # top-1 agreement int8 vs fp32
+MAX_INT8_ACCURACY_DROP = 0.5  # accuracy points, when the sample is labelled
+
+
+def export_model(
+    model_dir: str | Path,
+    output: str | Path,
+    quantize_mode: str | None = None,
+    data: str | Path | None = None,
+    opset: int | None = None,
+    num_validation: int = 512,
+    num_calibration: int = 128,
+    seed: int = 0,
+    measure_speed: bool = True,
+) -> dict[str, Any]:
+    """Export `model_dir` to `output/model.onnx` (+ `model_quantized.onnx`), check it, report.
+
+    Args:
+        model_dir: a folder written by `save_pretrained` (`fer-hf init` or training).
+        output: the export folder (created); it also receives config.json, preprocessor_config.json
+            and the model's code files, so it loads with `ORTModelForImageClassification`.
+        quantize_mode: None, "dynamic" or "static" int8 quantization.
+        data: images for static calibration and the parity checks (a `fer-hf prepare` folder, a
+            class-folder tree or an image folder); random images when None (fp32/dynamic only).
+        opset: ONNX opset; the OnnxConfig's default when None.
+        num_validation / num_calibration: images used for the parity checks / calibration.
+        seed: picks the images.
+        measure_speed: time fp32 and int8 (batch 1 and 64, one thread) and name the faster file.
+    Returns the report also written to `output/parity.json`; `report["passed"]` says whether every
+    check held (fp32 |diff| <= 1e-4; int8 top-1 agreement >= 99% and accuracy drop <= 0.5 point).
+    """
+    import torch
+    from optimum.exporters.onnx import export as onnx_export
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from fer_hf.models import register
+
+    model_dir, output = Path(model_dir), Path(output)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{str(model_dir)!r} is not a model folder (no config.json); create one with "
+            "`fer-hf init` or train a model."
+        )
+    if output.resolve() == model_dir.resolve():
+        raise ValueError(
+            f"--output {str(output)!r} is the model folder itself; export next to it instead "
+            f"(e.g. {str(model_dir / 'onnx')!r}) so its config.json is never overwritten."
+        )
+    if quantize_mode is not None and quantize_mode not in QUANTIZE_MODES:
+        raise ValueError(f"Unknown --quantize {quantize_mode!r}; expected one of {QUANTIZE_MODES}.")
+    if quantize_mode == "static" and data is None:
+        raise ValueError(
+            "--quantize static needs --calibration DATA (a `fer-hf prepare` folder, a "
+            "class-folder tree or a folder of face images) to calibrate activation ranges."
+        )
+
+    register()
+    model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir, use_fast=False)
+    onnx_config = onnx_config_for(model.config)
+    opset = opset or onnx_config.DEFAULT_ONNX_OPSET
+    output.mkdir(parents=True, exist_ok=True)
+    onnx_path = output / ONNX_FILE_NAME
+    with warnings.catch_warnings():
+        # The models' input checks are Python `if`s on shapes: fixed at trace time, as intended.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        onnx_export(model, onnx_config, onnx_path, opset=opset)
+    _save_companions(model, processor, model_dir, output)
+
+    validation = _sample(data, "validation", num_validation, seed, processor, model.config)
+    with torch.inference_mode():
+        reference = _run_torch(model, validation["pixel_values"])
+    fp32 = _run_onnx(onnx_path, validation["pixel_values"])
+    diffs = {name: float(np.abs(fp32[name] - reference[name]).max()) for name in reference}
+    report: dict[str, Any] = {
+        "model_dir": str(model_dir),
+        "model_type": model.config.model_type,
+        "backbone": model.config.backbone_config.model_type,
+        "opset": opset,
+        "input_shape": list(validation["pixel_values"].shape[1:]),
+        "outputs": list(onnx_config.outputs),
+        "sample": validation["description"],
+        "fp32": {
+            "file": ONNX_FILE_NAME,
+            "max_abs_diff": diffs,
+            "atol": FP32_ATOL,
+            "top1_agreement_with_torch": _agreement(fp32["logits"], reference["logits"]),
+            "passed": all(d <= FP32_ATOL for d in diffs.values()),
+        },
+    }
+    labels = validation["labels"]
+    if labels is not None:
+        report["fp32"]["accuracy"] = _accuracy(fp32["logits"], labels)
+
+    if quantize_mode is not None:
+        calibration = None
+        if quantize_mode == "static":
+            calibration = _sample(
+                data, "calibration", num_calibration, seed, processor, model.config
+            )
+            report["calibration_sample"] = calibration["description"]
+        int8_path = quantize(
+            onnx_path,
+            quantize_mode,
+            config=model.config,
+            calibration_pixel_values=None if calibration is None else calibration["pixel_values"],
+        )
+        int8 = _run_onnx(int8_path, validation["pixel_values"])
+        agreement = _agreement(int8["logits"], fp32["logits"])
+        section = {
+            "file": QUANTIZED_FILE_NAME,
+            "mode": quantize_mode,
+            "preset": cpu_target(),
+            "quantized_ops": sorted(_quantized_op_types(int8_path)),
+            "size_bytes": int8_path.stat().st_size,
+            "fp32_size_bytes": onnx_path.stat().st_size,
+            "top1_agreement_with_fp32": agreement,
+            "min_agreement": MIN_INT8_AGREEMENT,
+            "max_abs_logit_diff_vs_fp32": float(np.abs(int8["logits"] - fp32["logits"]).max()),
+            "passed": agreement >= MIN_INT8_AGREEMENT,
+        }
+        if labels is not None:
+            section["accuracy"] = _accuracy(int8["logits"], labels)
+            drop = 100.0 * (report["fp32"]["accuracy"] - section["accuracy"])
+            section["accuracy_drop_points"] = drop
+            section["max_accuracy_drop_points"] = MAX_INT8_ACCURACY_DROP
+            section["passed"] = section["passed"] and drop <= MAX_INT8_ACCURACY_DROP
+        report["int8"] = section
+
+    if measure_speed:
+        shape = tuple(validation["pixel_values"].shape[1:])
+        files = [ONNX_FILE_NAME] + ([QUANTIZED_FILE_NAME] if quantize_mode else [])
+        speed = {name: onnx_speed(output / name, shape, num_threads=1) for name in files}
+        fastest = min(files, key=lambda name: speed[name]["latency_ms_median"])
+        report["speed_1_thread"] = {**speed, "fastest_batch1": fastest}
+    report["passed"] = report["fp32"]["passed"] and report.get("int8", {}).get("passed", True)
+    (output / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _save_companions(model, processor, model_dir: Path, output: Path) -> None:
+    """config.json, preprocessor_config.json and the model's code files (trust_remote_code)."""
+    model.config.save_pretrained(output)
+    processor.save_pretrained(output)
+    for code in model_dir.glob("*.py"):
+        if not (output / code.name).exists():
+            shutil.copy2(code, output / code.name)
+
+
+def _sample(data, purpose: str, num: int, seed: int, processor, config) -> dict[str, Any]:
+    """Preprocessed pixel values (+ model label ids when labelled) and a description."""
+    if data is None:
+        rng = np.random.default_rng(seed)
+        side = config.image_size
+        images = [rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(64)]
+        sample = Sample(images=images, labels=None, source="random images (no data given)")
+    else:
+        sample = load_sample(data, purpose, num, seed)
+    pixel_values = np.concatenate(
+        [
+            processor(images=sample.images[i : i + 64], return_tensors="np")["pixel_values"]
+            for i in range(0, len(sample.images), 64)
+        ]
+    ).astype(np.float32)
+    labels, unmapped = None, 0
+    if sample.labels is not None:
+        label2id = {name: int(i) for name, i in config.label2id.items()}
+        ids = [label2id.get(name, -1) for name in sample.labels]
+        unmapped = sum(i < 0 for i in ids)
+        labels = np.asarray(ids)
+    description = {
+        "source": sample.source,
+        "num_images": len(sample.images),
+        "labelled": labels is not None,
+        "skipped_files": len(sample.skipped),
+        "labels_not_in_model": unmapped,
+    }
+    return {"pixel_values": pixel_values, "labels": labels, "description": description}
+
+
+def _run_torch(model, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
+    import torch
+
+    chunks: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(pixel_values), 64):
+        out = model(pixel_values=torch.from_numpy(pixel_values[start : start + 64]))
+        chunks.setdefault("logits", []).append(out.logits.numpy())
+        if out.valence_arousal is not None:
+            chunks.setdefault("valence_arousal", []).append(out.valence_arousal.numpy())
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def _run_onnx(path: Path, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
+    session = onnx_session(path)
+    names = [o.name for o in session.get_outputs()]
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for start in range(0, len(pixel_values), 64):
+        values = session.run(names, {"pixel_values": pixel_values[start : start + 64]})
+        for name, value in zip(names, values, strict=True):
+            chunks[name].append(value)
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(a.argmax(-1) == b.argmax(-1)))
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    known = labels >= 0
+    return (
+        float(np.mean(logits[known].argmax(-1) == labels[known])) if known.any() else float("nan")
+    )
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A few human-readable lines summarising `parity.json`."""
+    fp32 = report["fp32"]
+    diff = max(fp32["max_abs_diff"].values())
+    lines = [
+        f"fp32 {fp32['file']}: max |diff| vs PyTorch {diff:.2e} (<= {fp32['atol']:.0e}) "
+        f"{'ok' if fp32['passed'] else 'FAILED'}"
+    ]
+    if "int8" in report:
+        q = report["int8"]
+        line = (
+            f"int8 {q['file']} ({q['mode']}, {q['preset']}): top-1 agreement with fp32 "
+            f"{q['top1_agreement_with_fp32']:.2%} (>= {q['min_agreement']:.0%})"
+        )
+        if "accuracy_drop_points" in q:
+            line += f", accuracy change {-q['accuracy_drop_points']:+.2f} points"
+        lines.append(f"{line} {'ok' if q['passed'] else 'FAILED'}")
+        lines.append(
+            f"     size {q['size_bytes'] / 1e6:.2f} MB vs {q['fp32_size_bytes'] / 1e6:.2f} MB"
+        )
+    if "speed_1_thread" in report:
+        speed = report["speed_1_thread"]
+        for name, s in speed.items():
+            if isinstance(s, dict):
+                lines.append(
+                    f"{name}: batch-1 {s['latency_ms_median']:.3f} ms, batch-64 "
+                    f"{s['throughput_batch64']:,.0f} images/s (1 thread)"
+                )
+        lines.append(f"fastest at batch 1: {speed['fastest_batch1']}")
+    return "\n".join(lines)

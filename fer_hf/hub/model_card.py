@@ -1,0 +1,493 @@
+"""Render a model card (README.md) from a release's own files through `ModelCard.from_template`.
+
+Every number comes from metrics.json / train_summary.json / bench JSON; never imports the cli.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .release import Release, read_json
+from .sources import ARCHITECTURES, data_source
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+MODEL_CARD_TEMPLATE = TEMPLATES_DIR / "model_card.md"
+TASK = "image-classification"
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# metrics.json key -> (model-index metric type, display name, extra metric args)
+CLASSIFICATION_METRICS: tuple[tuple[str, str, str, dict | None], ...] = (
+    ("accuracy", "accuracy", "Accuracy", None),
+    ("balanced_accuracy", "balanced_accuracy", "Balanced accuracy", None),
+    ("macro_f1", "f1", "Macro F1", {"average": "macro"}),
+)
+VA_DISPLAY = {"rmse": "RMSE", "ccc": "CCC", "pcc": "PCC", "sagr": "SAGR", "n": "n"}
+VA_MODEL_INDEX = ("ccc", "rmse")  # the AffectNet paper's headline valence/arousal metrics
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.2f}%" if _finite(value) else "n/a (no examples of this class)"
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _machine(machine: Any) -> str:
+    """train.py's `machine` in words, e.g. `Intel Xeon (2 cores) + 1x NVIDIA H100`."""
+    if not isinstance(machine, dict):
+        return str(machine)
+    parts = [str(machine.get("cpu") or machine.get("platform") or "an unnamed machine")]
+    if machine.get("cpu_count"):
+        parts[0] += f" ({machine['cpu_count']} cores)"
+    gpus = machine.get("gpus") or []
+    if gpus:
+        names = sorted(set(gpus))
+        parts.append(", ".join(f"{gpus.count(n)}x {n}" for n in names))
+    if (machine.get("num_processes") or 1) > 1:
+        parts.append(f"{machine['num_processes']} processes")
+    return " + ".join(parts)
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, dict | list | tuple) else str(value)
+
+
+def _score(name: str, value: Any) -> str:
+    """A metric value as the card shows it: fractions as percentages, anything else plainly."""
+    fractions = ("accuracy", "f1", "recall", "sagr")
+    if _finite(value) and any(part in name for part in fractions):
+        return _pct(value)
+    return f"{value:.4f}" if _finite(value) else str(value)
+
+
+def hub_base_model(base_model: Any) -> str | None:
+    """`base_model` for the YAML: a Hub id only; a local folder is not resolvable on the Hub."""
+    if not isinstance(base_model, str) or not _REPO_ID.fullmatch(base_model):
+        return None
+    return None if Path(base_model).exists() else base_model
+
+
+def eval_results(release: Release, dataset_type: str, dataset_name: str) -> list[EvalResult]:
+    """model-index entries: the classification metrics, and valence/arousal CCC/RMSE if present."""
+    metrics = release.metrics or {}
+    split = metrics.get("split")
+    common = dict(
+        task_type=TASK, dataset_type=dataset_type, dataset_name=dataset_name, dataset_split=split
+    )
+    results = [
+        EvalResult(
+            metric_type=mtype,
+            metric_name=name,
+            metric_value=metrics[key],
+            metric_args=args,
+            **common,
+        )
+        for key, mtype, name, args in CLASSIFICATION_METRICS
+        if _finite(metrics.get(key))
+    ]
+    for target, values in release.va_metrics.items():
+        for name in VA_MODEL_INDEX:
+            if _finite(values.get(name)):
+                results.append(
+                    EvalResult(
+                        metric_type=name,
+                        metric_name=f"{target.capitalize()} {VA_DISPLAY[name]}",
+                        metric_value=values[name],
+                        metric_config=target,
+                        **common,
+                    )
+                )
+    return results
+
+
+def _licence(release: Release, license: str | None) -> tuple[dict[str, str], str, str]:
+    """(YAML licence fields, one-line summary, paragraph). The data's terms carry over."""
+    source = data_source(release.dataset.get("name"))
+    if license is not None:
+        fields = {"license": license}
+        line = f"`{license}`"
+        para = f"The weights are released under `{license}`."
+    elif source is not None:
+        fields = {
+            "license": "other",
+            "license_name": source.license_name,
+            "license_link": source.license_link,
+        }
+        line = f"inherits the {source.pretty_name} terms ({source.license_link})"
+        para = f"The weights inherit the licence of their training data. {source.terms}"
+    else:
+        data = release.dataset.get("name")
+        what = (
+            f"data {data!r} is unknown to fer-hf"
+            if data
+            else "data is unknown (no train_summary.json)"
+        )
+        raise ValueError(
+            f"The licence of {release.model_dir}'s training {what}, and weights inherit their "
+            "data's terms; pass the licence explicitly (`license=...`, `fer-hf publish --license "
+            "ID`)."
+        )
+    if source is not None and license is not None:
+        para += f" They were trained on {source.pretty_name}: {source.terms}"
+    return fields, line, para
+
+
+def _input_description(release: Release) -> str:
+    path = release.model_dir / "preprocessor_config.json"
+    if not path.is_file():
+        return "a face crop (see the image processor)"
+    processor = read_json(path, "an image processor config")
+    size = processor.get("size") or {}
+    if isinstance(size, dict):
+        size = "x".join(str(size[k]) for k in ("height", "width", "shortest_edge") if k in size)
+    parts = [f"a face crop resized to {size} px" if size else "a face crop"]
+    channels = release.config.get("backbone_config", {}).get("num_channels")
+    if channels:
+        parts.append(f"{channels} channel{'s' if channels != 1 else ''}")
+    if processor.get("do_grayscale"):
+        parts.append("colour input converted to grayscale first")
+    if processor.get("image_mean") is not None:
+        parts.append(
+            f"normalised with mean {processor['image_mean']}, std {processor['image_std']}"
+        )
+    return ", ".join(parts) + " (all stored in `preprocessor_config.json`)"
+
+
+def _training_context(release: Release) -> dict[str, Any]:
+    summary, dataset = release.summary or {}, release.dataset
+    source = data_source(dataset.get("name"))
+    ctx: dict[str, Any] = {"dataset_name": dataset.get("name"), "resample": dataset.get("resample")}
+    if dataset.get("name"):
+        pretty = source.pretty_name if source else dataset["name"]
+        ctx["dataset_sentence"] = (
+            f"Trained on {pretty} (`{dataset['name']}`), prepared with `fer-hf prepare` into the "
+            f"{dataset.get('num_classes', len(release.labels))}-class fer-hf label schema."
+        )
+    report = release.prepare_report
+    if report and ctx.get("dataset_sentence"):
+        origin = (report.get("split_origin") or {}).get("validation")
+        ctx["dataset_sentence"] += (
+            f" `fer-hf prepare` skipped {_count(report.get('num_skipped', 0))} unreadable or "
+            f"invalid records and excluded {_count(report.get('num_excluded', 0))} non-expression "
+            "ones" + (f"; the validation split was {origin}." if origin else ".")
+        )
+    before, after = dataset.get("class_counts_before"), dataset.get("class_counts_after")
+    if isinstance(before, list):
+        before = dict(zip(release.labels, before, strict=False))
+    if isinstance(after, list):
+        after = dict(zip(release.labels, after, strict=False))
+    if isinstance(before, dict) and isinstance(after, dict):
+        rows = [(c, _count(before.get(c, 0)), _count(after.get(c, 0))) for c in release.labels]
+        rows.append(("**total**", _count(sum(before.values())), _count(sum(after.values()))))
+        ctx["class_rows"] = rows
+    hyper = summary.get("hyperparameters") or {}
+    ctx["hyperparameters"] = [
+        (f"`{k}`", f"`{_value(v)}`") for k, v in hyper.items() if v not in (None, {}, [])
+    ]
+    sentence = [f"Trained with `train.py` (the transformers `Trainer`) as a `{release.model_kind}`"]
+    if _finite(summary.get("train_runtime_s")):
+        sentence.append(f" model in {_duration(summary['train_runtime_s'])}")
+    if summary.get("machine"):
+        sentence.append(f" on {_machine(summary['machine'])}")
+    sentence.append(".")
+    if _finite(summary.get("best_metric")):
+        name = str(summary.get("metric_for_best_model") or "validation metric")
+        sentence.append(
+            f" The checkpoint kept is the one with the best `{name}` on the validation split "
+            f"({_score(name, summary['best_metric'])})."
+        )
+    ctx["procedure_sentence"] = "".join(sentence)
+    return ctx
+
+
+def _pretty(name: str | None) -> str:
+    source = data_source(name)
+    return source.pretty_name if source else (name or "")
+
+
+def _caveat(release: Release, where: str, same_data: bool) -> str:
+    if not same_data:
+        train = _pretty(release.dataset.get("name")) or "the training data"
+        return (
+            f"These figures come from {where}, not from {train}, the training data: they are a "
+            "cross-dataset measurement. Other datasets, cameras and populations will differ again; "
+            "evaluate on your own data before relying on the model."
+        )
+    return (
+        f"These figures come from {where}, drawn from the same source as the training data. "
+        "Accuracy on faces from other datasets, cameras, populations or recording conditions "
+        "is usually much lower; evaluate on your own data before relying on it."
+    )
+
+
+def _results_context(release: Release) -> dict[str, Any]:
+    metrics = release.metrics
+    if metrics is None:
+        return {}
+    split, tta = metrics.get("split"), metrics.get("tta")
+    eval_name, same_data = release.eval_dataset
+    dataset_pretty = _pretty(eval_name) or "the evaluation data"
+    where = f"the `{split}` split of {dataset_pretty}" if split else dataset_pretty
+    ctx: dict[str, Any] = {
+        "evaluation_sentence": (
+            f"`fer-hf evaluate` on {where} ({_count(metrics['n'])} images"
+            + (f", test-time augmentation `{tta}`" if tta not in (None, "none") else "")
+            + ")."
+        ),
+        "metric_rows": [(name, _pct(metrics[key])) for key, _, name, _ in CLASSIFICATION_METRICS],
+        "recall_rows": [(c, _pct(metrics["per_class_recall"].get(c))) for c in release.labels],
+        "cross_dataset_caveat": _caveat(release, where, same_data),
+    }
+    va = release.va_metrics
+    if va:
+        columns = [k for k in VA_DISPLAY if any(k in v for v in va.values())]
+        ctx["va_columns"] = [VA_DISPLAY[k] for k in columns]
+        ctx["va_rows"] = [
+            [target, *(_fmt_va(k, values.get(k)) for k in columns)] for target, values in va.items()
+        ]
+    matrix = metrics.get("confusion_matrix")
+    if matrix:
+        ctx["confusion_rows"] = [
+            [label, *(_count(int(v)) for v in row)]
+            for label, row in zip(matrix["labels"], matrix["matrix"], strict=True)
+        ]
+    if release.confusion_png is not None:
+        ctx["confusion_image"] = release.confusion_png.name
+    return ctx
+
+
+def _fmt_va(key: str, value: Any) -> str:
+    if key == "n":
+        return _count(int(value)) if _finite(value) else "n/a"
+    return f"{value:.4f}" if _finite(value) else "n/a (undefined)"
+
+
+def _speed_row(backend: str, latency: Any, p90: Any, throughput: Any, threads: Any, source: str):
+    shown_latency = "-"
+    if _finite(latency):
+        shown_latency = f"{latency:.3f} ms" + (f" (p90 {p90:.3f})" if _finite(p90) else "")
+    shown_throughput = f"{throughput:,.0f}" if _finite(throughput) else "-"
+    return (
+        backend,
+        shown_latency,
+        shown_throughput,
+        "-" if threads is None else str(threads),
+        source,
+    )
+
+
+def _bench_machine(machine: Any) -> str | None:
+    """A bench document's `machine` in words, e.g. `Xeon (2 logical cores; avx2), 2025-01-01`."""
+    if not isinstance(machine, dict):
+        return None
+    cores = machine.get("logical_cores") or machine.get("cpu_count")
+    details = [f"{cores} logical cores"] if cores else []
+    details += [", ".join(machine["isa"])] if machine.get("isa") else []
+    text = str(machine.get("cpu") or machine.get("processor"))
+    text += f" ({'; '.join(details)})" if details else ""
+    return text + (f", {machine['date']}" if machine.get("date") else "")
+
+
+def _speed_context(release: Release) -> dict[str, Any]:
+    """Speed rows from bench/models.py (PyTorch, FLOPs), bench/inference.py (every backend) and,
+    without the latter, parity.json's ONNX timings."""
+    rows, facts, machines = [], [f"Parameters: {_count(release.num_parameters)}"], []
+    bench = release.model_bench
+    if bench:
+        facts.append(f"{bench['mflops']:.1f} MFLOPs per image at {bench.get('image_size')} px")
+        rows.append(
+            _speed_row(
+                "PyTorch (eager)",
+                bench.get("latency_ms_b1"),
+                None,
+                bench.get("throughput_b64"),
+                bench.get("threads"),
+                "`bench/models.py`",
+            )
+        )
+        machines.append(_bench_machine(bench.get("machine")))
+    inference = release.inference_bench
+    if inference:
+        for r in inference["rows"]:
+            rows.append(
+                _speed_row(
+                    r["backend"],
+                    r.get("latency_ms_median"),
+                    r.get("latency_ms_p90"),
+                    r.get("throughput_batch64"),
+                    r.get("threads"),
+                    "`bench/inference.py`",
+                )
+            )
+        for r in inference["end_to_end"]:
+            if _finite(r.get("frames_per_s")):
+                facts.append(
+                    f"end to end ({r.get('frame', 'a webcam frame')}: detect, crop, classify) "
+                    f"{r['frames_per_s']:.1f} frames/s with {r.get('backend')}, "
+                    f"{r.get('threads')} thread(s)"
+                )
+        machines.append(_bench_machine(inference.get("machine")))
+    parity = release.parity or {}
+    for name, timing in (parity.get("speed_1_thread") or {}).items():
+        if inference or not isinstance(timing, dict):
+            continue
+        backend = "ONNX int8" if name == parity.get("int8", {}).get("file") else "ONNX fp32"
+        rows.append(
+            _speed_row(
+                f"{backend} (`onnx/{name}`)",
+                timing.get("latency_ms_median"),
+                timing.get("latency_ms_p90"),
+                timing.get("throughput_batch64"),
+                1,
+                "`fer-hf export` (parity.json)",
+            )
+        )
+    return {
+        "speed_rows": rows,
+        "speed_facts": facts,
+        "speed_machine": "; ".join(dict.fromkeys(m for m in machines if m)) or None,
+        "parity_rows": _parity_rows(parity),
+    }
+
+
+def _parity_rows(parity: dict[str, Any]) -> list[tuple[str, str]]:
+    """What `fer-hf export` checked: fp32 vs PyTorch, int8 vs fp32 (never local paths)."""
+    rows = []
+    fp32, int8 = parity.get("fp32") or {}, parity.get("int8") or {}
+    for output, diff in (fp32.get("max_abs_diff") or {}).items():
+        rows.append((f"fp32 max abs `{output}` difference vs PyTorch", f"{diff:.2e}"))
+    if _finite(fp32.get("atol")):
+        rows.append(("fp32 tolerance", f"{fp32['atol']:.0e}"))
+    if int8:
+        rows.append(("int8 quantization", f"{int8.get('mode')} ({int8.get('preset')})"))
+        if _finite(int8.get("top1_agreement_with_fp32")):
+            rows.append(("int8 top-1 agreement with fp32", _pct(int8["top1_agreement_with_fp32"])))
+        if _finite(int8.get("accuracy_drop_points")):
+            rows.append(("int8 accuracy change", f"{-int8['accuracy_drop_points']:+.2f} points"))
+        if int8.get("size_bytes") and int8.get("fp32_size_bytes"):
+            rows.append(
+                (
+                    "file size fp32 -> int8",
+                    f"{int8['fp32_size_bytes'] / 1e6:.2f} MB -> {int8['size_bytes'] / 1e6:.2f} MB",
+                )
+            )
+    sample = parity.get("sample") or {}
+    if rows and sample.get("num_images"):
+        rows.append(("checked on", f"{sample['num_images']} images: {sample.get('source')}"))
+    if rows and "passed" in parity:
+        rows.append(("all checks passed", "yes" if parity["passed"] else "**no**"))
+    return rows
+
+
+def _onnx_context(release: Release) -> dict[str, Any]:
+    """The ONNX files, and which one to recommend: the faster at export time, else fp32."""
+    files = [p.name for p in release.onnx_files if p.suffix == ".onnx"]
+    if not files:
+        return {"onnx_files": []}
+    fastest = ((release.parity or {}).get("speed_1_thread") or {}).get("fastest_batch1")
+    recommended = (
+        fastest if fastest in files else ("model.onnx" if "model.onnx" in files else files[0])
+    )
+    int8_file = ((release.parity or {}).get("int8") or {}).get("file", "model_quantized.onnx")
+    return {
+        "onnx_files": files,
+        "onnx_fastest": fastest if fastest in files else None,
+        "onnx_recommended": recommended,
+        # `fer-hf predict` reads model.onnx for "onnx" and model_quantized.onnx for "onnx-int8".
+        "onnx_backend": {"model.onnx": "onnx", int8_file: "onnx-int8"}.get(recommended),
+    }
+
+
+def build_card_data(release: Release, repo_id: str, license: str | None = None) -> ModelCardData:
+    """The card's YAML header: licence, datasets, base_model, tags, pipeline tag, model-index."""
+    dataset = release.dataset
+    eval_name = release.eval_dataset[0] or "unknown"
+    fields, _, _ = _licence(release, license)
+    tags = ["fer-hf", "facial-expression-recognition", TASK, release.model_kind]
+    if release.va_metrics or release.config.get("valence_arousal"):
+        tags.append("valence-arousal")
+    if release.onnx_files:
+        tags.append("onnx")
+    results = eval_results(release, eval_name, _pretty(eval_name)) if release.metrics else None
+    return ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        eval_results=results or None,
+        pipeline_tag=TASK,
+        library_name="transformers",
+        datasets=[dataset["name"]] if dataset.get("name") else None,
+        base_model=hub_base_model((release.summary or {}).get("base_model")),
+        tags=tags,
+        metrics=[r.metric_type for r in results or []] or None,
+        **fields,
+    )
+
+
+def _initialisation(base_model: Any) -> str:
+    if not base_model:
+        return "trained from scratch (no pretrained weights)"
+    if hub_base_model(base_model):
+        return f"backbone initialised from [`{base_model}`](https://huggingface.co/{base_model})"
+    # A local folder: its name only, never a path on the training machine.
+    return f"backbone initialised from a local checkpoint (`{Path(base_model).name}`)"
+
+
+def render_model_card(release: Release, repo_id: str, license: str | None = None) -> ModelCard:
+    """The model card for `release`, to be published as `repo_id`'s README.md.
+
+    Sections whose source file is absent (metrics.json, train_summary.json, bench JSON) are left
+    out; a missing licence for unknown training data is a `ValueError`.
+    """
+    if not _REPO_ID.fullmatch(repo_id):
+        raise ValueError(f"`repo_id` must look like 'owner/name', got {repo_id!r}.")
+    card_data = build_card_data(release, repo_id, license)
+    _, licence_line, licence_paragraph = _licence(release, license)
+    backbone_type = release.config.get("backbone_config", {}).get("model_type", "")
+    architecture, arch_bibtex = ARCHITECTURES.get(
+        backbone_type, (f"a `{backbone_type or 'custom'}` backbone", ())
+    )
+    source = data_source(release.dataset.get("name"))
+    dataset_pretty = source.pretty_name if source else (release.dataset.get("name") or "")
+    has_va = bool(release.va_metrics or release.config.get("valence_arousal"))
+    name = repo_id.split("/")[-1]
+    context: dict[str, Any] = {
+        "title": name,
+        "repo_id": repo_id,
+        "summary": (
+            f"Recognises {len(release.labels)} facial expressions in face crops"
+            f"{' and predicts valence and arousal' if has_va else ''}: a `{release.model_kind}` "
+            f"model{' trained on ' + dataset_pretty if dataset_pretty else ''} with fer-hf."
+        ),
+        "architecture": architecture,
+        "num_parameters": _count(release.num_parameters),
+        "input_description": _input_description(release),
+        "labels": release.labels,
+        "has_va": has_va,
+        "initialisation": _initialisation((release.summary or {}).get("base_model")),
+        "licence_line": licence_line,
+        "licence_paragraph": licence_paragraph,
+        **_onnx_context(release),
+        "data_limitation": source.limitation if source else None,
+        "bibtex": "\n\n".join([*arch_bibtex, *([source.bibtex] if source else [])]),
+        **_training_context(release),
+        **_results_context(release),
+        **_speed_context(release),
+    }
+    card = ModelCard.from_template(card_data, template_path=str(MODEL_CARD_TEMPLATE), **context)
+    # Jinja leaves blank runs where optional sections were skipped; markdown needs one at most.
+    return ModelCard(re.sub(r"\n{3,}", "\n\n", str(card)).rstrip() + "\n")

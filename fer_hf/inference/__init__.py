@@ -1,0 +1,32 @@
+"""Inference: load a PyTorch or ONNX model folder, detect faces, classify them; images and video.
+
+Must not import fer_hf.data, training, hub or cli. The Gradio Space uses only these names.
+"""
+
+from .detection import Box, FaceDetector, HaarCascadeDetector, expand_box
+from .drawing import annotate, label_colour
+from .files import collect_inputs, predict_files
+from .images import DEFAULT_MAX_PIXELS, load_image
+from .predictor import BACKENDS, DEFAULT_MODEL_DIR, ONNX_FILE_NAMES, FerPredictor
+from .video import VIDEO_EXTENSIONS, VideoFrame, iter_video_frames, video_info
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MODEL_DIR",
+    "ONNX_FILE_NAMES",
+    "VIDEO_EXTENSIONS",
+    "Box",
+    "FaceDetector",
+    "FerPredictor",
+    "HaarCascadeDetector",
+    "VideoFrame",
+    "annotate",
+    "collect_inputs",
+    "expand_box",
+    "iter_video_frames",
+    "label_colour",
+    "load_image",
+    "predict_files",
+    "video_info",
+]

@@ -1,0 +1,298 @@
+"""`FerPredictor`: load a PyTorch or ONNX (fp32/int8) model folder, find faces, classify them.
+
+Must not import fer_hf.data, training, hub or cli; the Gradio Space uses only this public API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from fer_hf.export.speed import onnx_session
+
+from .detection import Box, FaceDetector, HaarCascadeDetector, expand_box
+from .images import DEFAULT_MAX_PIXELS, ImageInput, load_image
+from .video import iter_video_frames
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+ONNX_FILE_NAMES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
+# `fer-hf predict` falls back to this folder (the bundled FER2013 factorized checkpoint).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "fer2013-factorized"
+
+
+class FerPredictor:
+    """Facial expression recognition on whole images: detect faces, crop, classify in one batch.
+
+    Build it with [`FerPredictor.from_pretrained`]. Every result is a JSON-serialisable dict
+    `{"box": [x, y, w, h], "label": str, "scores": {label: prob}, "valence": float | None,
+    "arousal": float | None}`, with the box in the input image's pixel coordinates.
+
+    Example:
+        >>> predictor = FerPredictor.from_pretrained("exported/", backend="onnx-int8")
+        >>> predictor.predict("group_photo.jpg")
+        [{'box': [412, 80, 136, 136], 'label': 'happy', 'scores': {...}, ...}]
+    """
+
+    def __init__(
+        self,
+        runner: _TorchRunner | _OnnxRunner,
+        image_processor: Any,
+        id2label: dict[int, str],
+        detector: FaceDetector | None,
+        margin: float = 0.15,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        backend: str = "torch",
+    ):
+        self._runner = runner
+        self.image_processor = image_processor
+        self.id2label = dict(id2label)
+        self.labels = [self.id2label[i] for i in range(len(self.id2label))]
+        self.detector = detector
+        self.margin = margin
+        self.max_pixels = max_pixels
+        self.backend = backend
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(backend={self.backend!r}, labels={self.labels}, "
+            f"detector={self.detector!r}, margin={self.margin})"
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        backend: str = "torch",
+        detector: FaceDetector | str | None = "haar",
+        margin: float = 0.15,
+        num_threads: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> FerPredictor:
+        """Load a model folder (or Hub repo id).
+
+        Args:
+            path: a `save_pretrained` folder (backend "torch") or a `fer-hf export` folder
+                (backends "onnx" -> `model.onnx`, "onnx-int8" -> `model_quantized.onnx`); a PyTorch
+                folder with an `onnx/` subfolder works for every backend.
+            backend: "torch", "onnx" or "onnx-int8".
+            detector: "haar" (OpenCV cascades, thorough: photos), "haar-video" (fast settings for
+                webcam frames), any object with `detect(rgb_array) -> [(x, y, w, h), ...]`, or None
+                to treat every input as an already cropped face.
+            margin: the crop given to the model is the face box grown by this fraction of its
+                size on every side, made square and clamped to the image (results keep the
+                detector's box).
+            num_threads: CPU threads for the model (ONNX Runtime session; torch sets them
+                process-wide). None keeps the library default.
+            max_pixels: larger images are refused (decompression bombs); None disables the check.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown backend {backend!r}; expected one of {BACKENDS}.")
+        if not isinstance(margin, int | float) or not 0.0 <= margin <= 1.0:
+            raise ValueError(f"`margin` must be a number in [0, 1], got {margin!r}.")
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ValueError(f"`num_threads` must be a positive int or None, got {num_threads!r}.")
+        folder = _resolve_folder(path, backend)
+        from transformers import AutoImageProcessor
+
+        from fer_hf.models import register
+
+        register()
+        image_processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
+        if backend == "torch":
+            runner = _TorchRunner(folder, num_threads)
+            id2label = runner.id2label
+        else:
+            runner = _OnnxRunner(folder / ONNX_FILE_NAMES[backend], num_threads)
+            config = json.loads((folder / "config.json").read_text())
+            id2label = {int(k): v for k, v in config["id2label"].items()}
+        return cls(
+            runner,
+            image_processor,
+            id2label,
+            detector=_make_detector(detector),
+            margin=margin,
+            max_pixels=max_pixels,
+            backend=backend,
+        )
+
+    @property
+    def has_valence_arousal(self) -> bool:
+        return self._runner.has_valence_arousal
+
+    def detect(self, image: ImageInput) -> list[Box]:
+        """The detector's face boxes `(x, y, w, h)`, clamped to the image, largest face first."""
+        rgb = load_image(image, max_pixels=self.max_pixels)
+        return self._boxes(rgb, detect_faces=True)
+
+    def predict(self, image: ImageInput, detect_faces: bool = True) -> list[dict[str, Any]]:
+        """Classify every face in `image` (path, bytes, PIL image or RGB array); [] if none.
+
+        With `detect_faces=False` (or `detector=None`) the whole image is one face.
+        """
+        return self.predict_batch([image], detect_faces=detect_faces)[0]
+
+    def predict_batch(
+        self, images: Iterable[ImageInput], detect_faces: bool = True
+    ) -> list[list[dict[str, Any]]]:
+        """`predict` for several images; all their faces go through the model in one batch.
+
+        A result's box is the detector's; the model sees that box grown by `margin` on every
+        side and made square (clamped to the image), the framing of the training crops.
+        """
+        rgbs = [load_image(image, max_pixels=self.max_pixels) for image in images]
+        boxes = [self._boxes(rgb, detect_faces) for rgb in rgbs]
+        crops = []
+        for rgb, bxs in zip(rgbs, boxes, strict=True):
+            detected = detect_faces and self.detector is not None
+            for box in bxs:
+                x, y, w, h = expand_box(box, self.margin, *rgb.size) if detected else box
+                crops.append(rgb.crop((x, y, x + w, y + h)))
+        faces = self.classify(crops) if crops else []
+        results, start = [], 0
+        for bxs in boxes:
+            chunk = faces[start : start + len(bxs)]
+            start += len(bxs)
+            results.append([{"box": list(b), **face} for b, face in zip(bxs, chunk, strict=True)])
+        return results
+
+    def classify(self, faces: list[Image.Image | np.ndarray]) -> list[dict[str, Any]]:
+        """Classify face crops (no detection) in one batch: `label`, `scores`, valence, arousal."""
+        if not faces:
+            return []
+        pixel_values = self.image_processor(images=list(faces), return_tensors="np")
+        logits, valence_arousal = self._runner(pixel_values["pixel_values"].astype(np.float32))
+        probs = _softmax(logits.astype(np.float64))
+        results = []
+        for i, row in enumerate(probs):
+            va = valence_arousal[i] if valence_arousal is not None else (None, None)
+            results.append(
+                {
+                    "label": self.labels[int(row.argmax())],
+                    "scores": {label: float(p) for label, p in zip(self.labels, row, strict=True)},
+                    "valence": None if va[0] is None else float(va[0]),
+                    "arousal": None if va[1] is None else float(va[1]),
+                }
+            )
+        return results
+
+    def predict_video(
+        self, path: str | Path, frame_stride: int = 1, detect_faces: bool = True
+    ) -> Iterator[dict[str, Any]]:
+        """Yield `{"frame": index, "time_s": seconds, "faces": [...]}` for every Nth frame."""
+        for frame in iter_video_frames(path, frame_stride=frame_stride):
+            yield {
+                "frame": frame.index,
+                "time_s": frame.time_s,
+                "faces": self.predict(frame.image, detect_faces=detect_faces),
+            }
+
+    def _boxes(self, rgb: Image.Image, detect_faces: bool) -> list[Box]:
+        width, height = rgb.size
+        if not detect_faces or self.detector is None:
+            return [(0, 0, width, height)]
+        boxes = []
+        for x, y, w, h in self.detector.detect(np.asarray(rgb)):
+            x0, y0 = max(0, int(x)), max(0, int(y))
+            x1, y1 = min(width, int(x) + int(w)), min(height, int(y) + int(h))
+            if x1 > x0 and y1 > y0:
+                boxes.append((x0, y0, x1 - x0, y1 - y0))
+        return boxes
+
+
+class _TorchRunner:
+    def __init__(self, folder: Path, num_threads: int | None):
+        import torch
+        from transformers import AutoModelForImageClassification
+
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        self._torch = torch
+        self.model = AutoModelForImageClassification.from_pretrained(folder).eval()
+        self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
+        self.has_valence_arousal = bool(getattr(self.model.config, "valence_arousal", False))
+
+    def __call__(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        with self._torch.inference_mode():
+            output = self.model(pixel_values=self._torch.from_numpy(pixel_values))
+        va = getattr(output, "valence_arousal", None)
+        return output.logits.numpy(), None if va is None else va.numpy()
+
+
+class _OnnxRunner:
+    def __init__(self, path: Path, num_threads: int | None):
+        self.session = onnx_session(path, num_threads)
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.has_valence_arousal = "valence_arousal" in outputs
+        self._outputs = ["logits", "valence_arousal"] if self.has_valence_arousal else ["logits"]
+
+    def __call__(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self.session.run(self._outputs, {"pixel_values": pixel_values})
+        return outputs[0], outputs[1] if self.has_valence_arousal else None
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _make_detector(detector: FaceDetector | str | None) -> FaceDetector | None:
+    if detector is None or isinstance(detector, FaceDetector):
+        return detector
+    if detector == "haar":
+        return HaarCascadeDetector()
+    if detector == "haar-video":
+        return HaarCascadeDetector.for_video()
+    raise ValueError(
+        f"Unknown detector {detector!r}; expected 'haar', 'haar-video', None or an object with "
+        "a `detect(rgb_array) -> [(x, y, w, h), ...]` method."
+    )
+
+
+def _resolve_folder(path: str | Path, backend: str) -> Path:
+    """The local folder holding what `backend` needs (downloads a Hub repo id when online)."""
+    folder = Path(path)
+    if not folder.exists():
+        if isinstance(path, str) and path.count("/") == 1 and not path.startswith((".", "/")):
+            folder = _download(path)
+        else:
+            raise FileNotFoundError(f"Model folder {str(path)!r} does not exist.")
+    if not folder.is_dir():
+        raise ValueError(f"{str(path)!r} is a file; expected a model folder.")
+    if backend == "torch":
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{str(folder)!r} has no config.json; it is not a model folder."
+            )
+        if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+            raise FileNotFoundError(
+                f"{str(folder)!r} holds no PyTorch weights (*.safetensors). For an exported folder "
+                "use backend='onnx' or 'onnx-int8'."
+            )
+        return folder
+    name = ONNX_FILE_NAMES[backend]
+    for candidate in (folder, folder / "onnx"):
+        if (candidate / name).is_file():
+            return candidate
+    hint = (
+        "export with `fer-hf export MODEL_DIR --output OUT --quantize dynamic`"
+        if backend == "onnx-int8"
+        else "export with `fer-hf export MODEL_DIR --output OUT`"
+    )
+    raise FileNotFoundError(f"{str(folder)!r} has no {name} (nor onnx/{name}); {hint}.")
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        raise FileNotFoundError(
+            f"{repo_id!r} is not a local folder and could not be fetched from the Hub ({err})."
+        ) from None

@@ -1,0 +1,223 @@
+"""`fer-hf evaluate`: a trained model on a prepared split or a class-folder tree -> metrics + plot.
+
+Writes `OUT/metrics.json` (keys below) and `OUT/confusion_matrix.png`. Imports fer_hf.data,
+models, metrics and labels; never export, hub or cli.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data import load_class_folders, load_prepared
+from ..data.folders import SPLIT_ALIASES, find_split_folders
+from ..metrics import expression_report, valence_arousal_report
+from .trainer import write_json
+from .transforms import FerTransform, collate
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PLOT_FILE = "confusion_matrix.png"
+TTA_MODES: tuple[str, ...] = ("none", "flip")
+
+
+def _canonical_split(split: str) -> str:
+    return SPLIT_ALIASES.get("".join(ch for ch in split.lower() if ch.isalpha()), split)
+
+
+def load_model_folder(model_dir: str | Path):
+    """(model in eval mode, processor, label names) of a fer-hf model folder."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from ..models import register
+
+    folder = Path(model_dir).expanduser()
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"Model folder {model_dir} does not exist or has no config.json; pass a folder written "
+            "by `train.py` or `fer-hf init`."
+        )
+    register()
+    model = AutoModelForImageClassification.from_pretrained(folder).eval()
+    processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model, processor, labels
+
+
+def load_eval_split(data: str | Path, split: str, label_names: list[str]):
+    """(dataset, description) of `split` from a `fer-hf prepare` folder or a class-folder tree
+    (a tree without split folders is used whole). Labels must match `label_names` exactly."""
+    root = Path(data).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"Data folder {data} does not exist (or is not a folder).")
+    if (root / "fer_hf_dataset.json").is_file():
+        splits = load_prepared(root)
+        data_labels = splits["train"].features["label"].names
+        if list(data_labels) != list(label_names):
+            raise ValueError(
+                f"The model predicts {label_names} but {data} is labelled {data_labels}; evaluate "
+                "a model trained on the same label schema (7 vs 8 classes)."
+            )
+        name = split if split in splits else _canonical_split(split)
+        if name not in splits:
+            raise ValueError(
+                f"{data} has no split {split!r}; it has {sorted(splits)}. Pass one with --split."
+            )
+        return splits[name], {"kind": "prepared", "split": name}
+    if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
+        raise ValueError(
+            f"{data} is a `datasets` folder but not a fer-hf prepared dataset (no "
+            "fer_hf_dataset.json); re-create it with `fer-hf prepare`."
+        )
+    folders = find_split_folders(root)
+    if not folders:
+        return load_class_folders(root, label_names), {"kind": "class-folders", "split": None}
+    name = _canonical_split(split)
+    if name not in folders:
+        raise ValueError(
+            f"{data} has no {split!r} split folder; it has {sorted(folders.values())}. "
+            "Pass one with --split."
+        )
+    dataset = load_class_folders(root / folders[name], label_names)
+    return dataset, {"kind": "class-folders", "split": name}
+
+
+def predict(model, processor, dataset, batch_size: int = 64, tta: str = "none", device=None):
+    """(probabilities (N, K), valence/arousal (N, 2) or None, labels, valence, arousal) arrays.
+
+    `tta="flip"` averages the softmax (and valence/arousal) of each image and its mirror.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device)
+    loader = torch.utils.data.DataLoader(
+        dataset.with_transform(FerTransform(processor)), batch_size=batch_size, collate_fn=collate
+    )
+    probabilities, affect, labels, valence, arousal = [], [], [], [], []
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc="Evaluating", unit="batch"):
+            views = [batch["pixel_values"].to(device)]
+            if tta == "flip":
+                views.append(views[0].flip(-1))
+            outputs = [model(pixel_values=view) for view in views]
+            probabilities.append(
+                torch.stack([o.logits.float().softmax(-1) for o in outputs]).mean(0).cpu()
+            )
+            if outputs[0].valence_arousal is not None:
+                affect.append(torch.stack([o.valence_arousal.float() for o in outputs]).mean(0).cpu())
+            labels.append(batch["labels"])
+            valence.append(batch["valence"])
+            arousal.append(batch["arousal"])
+    cat = lambda parts: torch.cat(parts).numpy()  # noqa: E731
+    return (cat(probabilities), cat(affect) if affect else None, cat(labels), cat(valence),
+            cat(arousal))  # fmt: skip
+
+
+def plot_confusion_matrix(matrix, labels, path: str | Path, title: str | None = None) -> Path:
+    """Row-normalised confusion matrix (rows true, columns predicted) as a labelled PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(matrix, dtype=np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    size = max(5.0, 0.7 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), [f"{name} ({int(n)})" for name, n in zip(labels, totals[:, 0], strict=True)])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (count)")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            value = normalised[i, j]
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if value > 0.5 else "black")  # fmt: skip
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    data: str | Path,
+    output: str | Path,
+    split: str = "test",
+    tta: str = "none",
+    batch_size: int = 64,
+    device: str | None = None,
+) -> dict:
+    """Evaluate a model folder on `split` of `data`; write `metrics.json` and the plot to `output`.
+
+    `metrics.json` holds `n`, `accuracy`, `balanced_accuracy`, `macro_f1`, `per_class_recall`
+    ({label: recall or null}), `confusion_matrix` ({"labels", "matrix"}: rows true, columns
+    predicted), `valence_*`/`arousal_*` (rmse, ccc, pcc, sagr, n) when the model and data have
+    them, and the run's `model`, `data`, `split`, `tta`, `runtime_s`. Returns that dict.
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"Unknown --tta {tta!r}; expected one of: {', '.join(TTA_MODES)}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size must be a positive int, got {batch_size!r}.")
+    output = Path(output).expanduser()
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} exists and is a file; pass a folder.")
+    model, processor, label_names = load_model_folder(model_dir)
+    dataset, described = load_eval_split(data, split, label_names)
+    if len(dataset) == 0:
+        raise ValueError(f"The {split!r} split of {data} is empty; nothing to evaluate.")
+
+    started = time.perf_counter()
+    probabilities, affect, labels, valence, arousal = predict(
+        model, processor, dataset, batch_size=batch_size, tta=tta, device=device
+    )
+    metrics = expression_report(probabilities.argmax(-1), labels, label_names)
+    if affect is not None:
+        metrics.update(valence_arousal_report(affect, valence, arousal))
+    metrics.update(
+        model=str(Path(model_dir).resolve()),
+        data=str(Path(data).resolve()),
+        data_kind=described["kind"],
+        split=described["split"],
+        tta=tta,
+        runtime_s=round(time.perf_counter() - started, 3),
+    )
+    output.mkdir(parents=True, exist_ok=True)
+    write_json(output / METRICS_FILE, metrics)
+    title = (
+        f"{Path(model_dir).name} on {described['split'] or Path(data).name} (n={metrics['n']}): "
+        f"acc {metrics['accuracy']:.3f}, bal. acc {metrics['balanced_accuracy']:.3f}"
+    )
+    plot_confusion_matrix(
+        metrics["confusion_matrix"]["matrix"], label_names, output / PLOT_FILE, title
+    )
+    return metrics
+
+
+def format_metrics_table(metrics: dict) -> str:
+    """`metrics.json` as a text table: the headline numbers, then recall per class."""
+    rows = [("n", str(metrics["n"]))]
+    rows += [(key, f"{metrics[key]:.4f}") for key in ("accuracy", "balanced_accuracy", "macro_f1")]
+    for name in ("valence", "arousal"):
+        for key in ("rmse", "ccc", "pcc", "sagr"):
+            value = metrics.get(f"{name}_{key}")
+            if value is not None:
+                rows.append((f"{name}_{key}", f"{value:.4f}"))
+    rows += [
+        (f"recall {label}", "-" if value is None else f"{value:.4f}")
+        for label, value in metrics["per_class_recall"].items()
+    ]
+    width = max(len(key) for key, _ in rows)
+    return "\n".join(f"{key:<{width}}  {value:>8}" for key, value in rows)
+

@@ -1,0 +1,288 @@
+"""One training run end to end: checks, data, model, `FerTrainer`, best model and `train_summary.json`.
+
+Imports fer_hf.data, models, metrics and training siblings; never export, hub or cli.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoImageProcessor, AutoModelForImageClassification, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..data import class_weights as compute_class_weights
+from ..metrics import build_compute_metrics
+from ..models import build_model, from_pretrained_backbone, register
+from .data import TrainingData, has_valence_arousal, load_training_data
+from .trainer import FerTrainer, describe_loss, write_json
+from .transforms import Augmentation, FerTransform, collate
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "train_summary.json"
+_HYPERPARAMETERS = (
+    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "per_device_eval_batch_size", "gradient_accumulation_steps", "weight_decay", "optim",
+    "lr_scheduler_type", "warmup_ratio", "warmup_steps", "max_grad_norm", "seed", "bf16", "fp16",
+    "torch_compile", "dataloader_num_workers", "metric_for_best_model",
+)  # fmt: skip
+
+
+def _read_config(folder: Path) -> dict | None:
+    config = folder / "config.json"
+    return json.loads(config.read_text()) if config.is_file() else None
+
+
+def _load_fer_model(path: str, data: TrainingData, role: str):
+    """A trained fer-hf model folder (and its processor), checked against the data's labels."""
+    register()
+    model = AutoModelForImageClassification.from_pretrained(path)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if labels != data.label_names:
+        raise ValueError(
+            f"The {role} model {path} predicts {labels} but the data has {data.label_names}; "
+            f"use a {role} trained on the same label schema."
+        )
+    return model, AutoImageProcessor.from_pretrained(path, use_fast=False)
+
+
+def build_model_for(model_args, data: TrainingData, valence_arousal: bool):
+    """(model, processor): random init, a pretrained backbone, or a fer-hf folder to fine-tune."""
+    overrides = dict(model_args.model_overrides or {})
+    source = model_args.model_name_or_path
+    if source is None:
+        return build_model(
+            model_args.model_kind,
+            image_size=model_args.image_size,
+            num_classes=data.num_classes,
+            valence_arousal=valence_arousal,
+            **overrides,
+        )
+    config = _read_config(Path(source)) if Path(source).is_dir() else None
+    same_head = (
+        config is not None
+        and config.get("model_type") == "fer_expression"
+        and list(config.get("id2label", {}).values()) == data.label_names
+        and bool(config.get("valence_arousal")) == valence_arousal
+    )
+    if same_head:  # continue training a fer-hf model with its own heads
+        if model_args.image_size is not None or overrides:
+            raise ValueError(
+                f"{source} is a complete fer-hf model; its image size and config are fixed, so "
+                "drop --image_size/--model_overrides (or start from its backbone only with a "
+                "different label set)."
+            )
+        return _load_fer_model(source, data, "initial")
+    return from_pretrained_backbone(
+        model_args.model_kind,
+        source,
+        num_classes=data.num_classes,
+        valence_arousal=valence_arousal,
+        image_size=model_args.image_size,
+        **overrides,
+    )
+
+
+def machine_info(training_args) -> dict:
+    """Where the run happened: hardware, world size and library versions."""
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(training_args.device),
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "num_processes": training_args.world_size,
+        "distributed_type": str(training_args.distributed_state.distributed_type).split(".")[-1],
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+    }
+    return info
+
+
+def _resume_checkpoint(training_args) -> str | None:
+    requested = training_args.resume_from_checkpoint
+    output_dir = training_args.output_dir
+    last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    if requested is None:
+        if last is not None and not training_args.overwrite_output_dir:
+            logger.warning("Checkpoint found, resuming from %s (--overwrite_output_dir to restart).", last)
+            return last
+        return None
+    if requested.lower() in ("true", "last"):
+        if last is None:
+            raise ValueError(
+                f"--resume_from_checkpoint {requested}: no checkpoint-* folder in {output_dir}."
+            )
+        return last
+    if not os.path.isdir(requested):
+        raise FileNotFoundError(f"--resume_from_checkpoint {requested!r} is not a checkpoint folder.")
+    return requested
+
+
+def _prefixless(metrics: dict, prefix: str) -> dict:
+    return {k.removeprefix(f"{prefix}_"): v for k, v in metrics.items()}
+
+
+def summary_line(summary: dict) -> str:
+    """The one line a run ends with."""
+    ev = summary["eval_metrics"]
+    parts = [
+        f"fer-hf train: {summary['model_kind']} on {summary['dataset']['name']} "
+        f"({summary['dataset']['num_classes']} classes)",
+        f"{summary['global_step']} steps in {summary['train_runtime_s']:.0f}s "
+        f"({summary['train_samples_per_s']:.1f} samples/s, {summary['machine']['num_processes']} "
+        f"process(es))",
+        f"{ev['split']}: accuracy {ev['accuracy']:.4f}, balanced_accuracy "
+        f"{ev['balanced_accuracy']:.4f}, macro_f1 {ev['macro_f1']:.4f}",
+    ]
+    test = summary.get("test_metrics")
+    if test:
+        parts.append(f"{test['split']}: balanced_accuracy {test['balanced_accuracy']:.4f}")
+    parts.append(f"best model in {summary['output_dir']}")
+    return " | ".join(parts)
+
+
+def train(model_args, data_args, training_args, callbacks=None) -> dict:
+    """Run one training; returns the summary also written to `output_dir/train_summary.json`.
+
+    Every check (data schema, splits, labels, valence/arousal, teacher, checkpoint) runs before
+    the first step. The best checkpoint (by `metric_for_best_model`) ends up in `output_dir` with
+    its processor, evaluated on the eval split (and the test split when there is one).
+    """
+    seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    data = load_training_data(data_args, seed)
+    if model_args.valence_arousal and not has_valence_arousal(data.train):
+        raise ValueError(
+            f"--valence_arousal needs valence/arousal targets, but the train split of "
+            f"{data_args.dataset} has none (all NaN); drop the flag or use AffectNet."
+        )
+    teacher = teacher_processor = None
+    if training_args.teacher_model:
+        teacher, teacher_processor = _load_fer_model(training_args.teacher_model, data, "teacher")
+    checkpoint = _resume_checkpoint(training_args)
+
+    set_seed(training_args.seed)
+    model, processor = build_model_for(model_args, data, model_args.valence_arousal)
+    augmentation = None
+    if data_args.augment:
+        augmentation = Augmentation(
+            crop_scale=tuple(data_args.crop_scale),
+            crop_ratio=tuple(data_args.crop_ratio),
+            hflip_prob=data_args.hflip_prob,
+            rotation_degrees=data_args.rotation_degrees,
+            brightness=data_args.brightness,
+            contrast=data_args.contrast,
+            erasing_prob=data_args.erasing_prob,
+        )
+    train_labels = np.asarray(data.train["label"], dtype=np.int64)
+    weights = None
+    if training_args.imbalance in ("weighted_loss", "focal"):
+        counts = np.bincount(train_labels, minlength=data.num_classes)
+        weights = compute_class_weights(counts, method=training_args.class_weight_method)
+
+    trainer = FerTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.train.with_transform(FerTransform(processor, augmentation)),
+        eval_dataset=data.eval.with_transform(FerTransform(processor)),
+        data_collator=collate,
+        processing_class=processor,
+        compute_metrics=build_compute_metrics(data.label_names),
+        callbacks=callbacks,
+        train_labels=train_labels,
+        class_weights=weights,
+        teacher=teacher,
+        teacher_processor=teacher_processor,
+    )
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    runtime = time.perf_counter() - started
+    trainer.save_model()  # the best checkpoint, with its processor
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+
+    eval_metrics = trainer.evaluate(metric_key_prefix="eval")
+    trainer.save_metrics("eval", eval_metrics)
+    test_metrics = None
+    if data.test is not None:
+        test_metrics = trainer.evaluate(
+            data.test.with_transform(FerTransform(processor)), metric_key_prefix="test"
+        )
+        trainer.save_metrics("test", test_metrics)
+
+    state = trainer.state
+    summary = {
+        "model_kind": model_args.model_kind,
+        "base_model": model_args.model_name_or_path,
+        "dataset": data.info,
+        "hyperparameters": {
+            **{name: getattr(training_args, name) for name in _HYPERPARAMETERS},
+            "total_train_batch_size": training_args.per_device_train_batch_size
+            * training_args.gradient_accumulation_steps
+            * training_args.world_size,
+            "image_size": model.config.image_size,
+            "num_channels": model.config.num_channels,
+            "valence_arousal": model_args.valence_arousal,
+            "model_overrides": model_args.model_overrides,
+            "loss": describe_loss(training_args),
+            "augmentation": augmentation.__dict__ if augmentation is not None else None,
+        },
+        "global_step": state.global_step,
+        "resumed_from": checkpoint,
+        "train_runtime_s": round(runtime, 3),
+        "train_samples_per_s": result.metrics.get("train_samples_per_second", 0.0),
+        "train_loss": result.metrics.get("train_loss"),
+        "machine": machine_info(training_args),
+        "metric_for_best_model": training_args.metric_for_best_model,
+        "best_metric": state.best_metric,
+        "best_model_checkpoint": state.best_model_checkpoint,
+        "eval_metrics": {"split": data_args.eval_split, **_prefixless(eval_metrics, "eval")},
+        "test_metrics": (
+            {"split": data_args.test_split, **_prefixless(test_metrics, "test")}
+            if test_metrics is not None
+            else None
+        ),
+        "output_dir": str(Path(training_args.output_dir).resolve()),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+    if trainer.is_world_process_zero():
+        write_json(Path(training_args.output_dir) / SUMMARY_FILE, summary)
+        print(summary_line(summary), flush=True)
+    return summary
+
+
+def main(argv=None, prog: str | None = None) -> int:
+    """Parse flags or a YAML file (see `arguments.parse_args`), set up logging, train."""
+    import datasets
+
+    from .arguments import parse_args
+
+    model_args, data_args, training_args = parse_args(argv, prog=prog)
+    level = logging.INFO if training_args.should_log else logging.WARNING
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    logging.getLogger("fer_hf").setLevel(level)
+    transformers.utils.logging.set_verbosity(level)
+    datasets.utils.logging.set_verbosity(logging.WARNING)
+    train(model_args, data_args, training_args)
+    return 0

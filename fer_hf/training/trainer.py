@@ -1,0 +1,159 @@
+"""`FerTrainer`: the HF Trainer plus class-balanced sampling, weighted/focal loss and distillation.
+
+Imports fer_hf.models (losses), training siblings; never export, hub or cli.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
+
+from ..models.modeling_fer import masked_ccc_loss, masked_l1_loss
+from .losses import ClassBalancedSampler, distillation_loss, focal_loss
+from .transforms import convert_pixel_values
+
+_PROCESSOR_FIELDS = ("size", "do_grayscale", "num_channels", "do_rescale", "rescale_factor",
+                     "do_normalize", "image_mean", "image_std")  # fmt: skip
+
+
+class FerTrainer(Trainer):
+    """A `Trainer` whose training loss follows `FerTrainingArguments`.
+
+    - `imbalance="sampler"`: batches drawn by `ClassBalancedSampler` from `train_labels`.
+    - `imbalance="weighted_loss"` / `"focal"`: cross-entropy weighted by `class_weights` / focal
+      loss (weighted too when `class_weights` is given).
+    - `teacher`: loss = alpha * KL(teacher || student at temperature T) * T^2 + (1 - alpha) * CE.
+    Otherwise, and always for evaluation, the loss is the model's own (CE + valence/arousal), so
+    eval losses compare across runs. Checkpoints hold no pickles: `training_args.bin` is replaced
+    by `training_args.json`.
+    """
+
+    def __init__(
+        self,
+        *args,
+        train_labels: np.ndarray | None = None,
+        class_weights: np.ndarray | None = None,
+        teacher: torch.nn.Module | None = None,
+        teacher_processor=None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        if self.args.imbalance == "sampler" and train_labels is None:
+            raise ValueError("imbalance='sampler' needs `train_labels` (the train split's labels).")
+        self.train_labels = train_labels
+        self.class_weights = (
+            torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        )
+        self.teacher = teacher
+        self.teacher_processor = teacher_processor
+        if teacher is not None:
+            self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.args.imbalance == "sampler":
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return ClassBalancedSampler(self.train_labels, seed=seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def _needs_own_loss(self) -> bool:
+        return (
+            self.args.imbalance in ("weighted_loss", "focal")
+            or self.teacher is not None
+            or self.args.label_smoothing_factor > 0
+        )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not (model.training and self._needs_own_loss()):
+            outputs = model(**inputs)
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+        labels = inputs["labels"]
+        outputs = model(pixel_values=inputs["pixel_values"])
+        logits = outputs.logits.float()
+        weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
+        smoothing = self.args.label_smoothing_factor
+        if self.args.imbalance == "focal":
+            loss = focal_loss(logits, labels, self.args.focal_gamma, weight, smoothing)
+        else:
+            loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing)
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(pixel_values=self._teacher_inputs(model, inputs)).logits
+            alpha = self.args.distillation_alpha
+            kd = distillation_loss(logits, teacher_logits, self.args.distillation_temperature)
+            loss = alpha * kd + (1 - alpha) * loss
+        if outputs.valence_arousal is not None:
+            loss = loss + self._valence_arousal_loss(model, outputs.valence_arousal, inputs)
+        outputs.loss = loss
+        return (loss, outputs) if return_outputs else loss
+
+    def _teacher_inputs(self, model, inputs) -> torch.Tensor:
+        pixel_values = inputs["pixel_values"]
+        student = self.processing_class
+        if self.teacher_processor is None or all(
+            getattr(student, name) == getattr(self.teacher_processor, name)
+            for name in _PROCESSOR_FIELDS
+        ):
+            return pixel_values
+        return convert_pixel_values(pixel_values, student, self.teacher_processor)
+
+    def _valence_arousal_loss(self, model, prediction, inputs) -> torch.Tensor:
+        config = self.accelerator.unwrap_model(model).config
+        unknown = torch.full(prediction.shape[:1], float("nan"), device=prediction.device)
+        target = torch.stack(
+            [inputs.get(name, unknown).to(prediction.device).float() for name in ("valence", "arousal")],
+            dim=1,
+        )  # (B, 2)
+        va_loss = masked_ccc_loss if config.va_loss == "ccc" else masked_l1_loss
+        return config.va_loss_weight * va_loss(prediction.float(), target)
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        # The Trainer pickles the whole arguments object; keep a readable JSON copy instead.
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
+        if os.path.exists(pickled):
+            os.remove(pickled)
+        with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as f:
+            f.write(self.args.to_json_string())
+
+
+def describe_loss(args) -> dict:
+    """The loss settings of a run, for the train summary."""
+    described = {"imbalance": args.imbalance, "label_smoothing": args.label_smoothing_factor}
+    if args.imbalance in ("weighted_loss", "focal"):
+        described["class_weight_method"] = args.class_weight_method
+    if args.imbalance == "focal":
+        described["focal_gamma"] = args.focal_gamma
+    if args.teacher_model:
+        described.update(
+            teacher_model=args.teacher_model,
+            distillation_alpha=args.distillation_alpha,
+            distillation_temperature=args.distillation_temperature,
+        )
+    return described
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    """JSON with NaN written as null (strict JSON readers reject NaN)."""
+
+    def clean(value):
+        if isinstance(value, float) and not np.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        if isinstance(value, np.generic):
+            return clean(value.item())
+        return value
+
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(clean(data), f, indent=2, allow_nan=False)
+        f.write("\n")

@@ -1,0 +1,242 @@
+"""ONNX export (Optimum OnnxConfig), int8 quantization and parity reports, on tiny models."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from fer_hf.cli import main
+from fer_hf.export import (
+    ONNX_CONFIGS,
+    FerOnnxConfig,
+    export_model,
+    onnx_config_for,
+    quantized_op_types,
+)
+from fer_hf.export.samples import load_sample
+from fer_hf.models import FerConfig, build_model, init_model_folder, register, tiny_config
+
+KINDS = ("factorized", "baseline", "vit")
+
+
+@pytest.fixture(scope="module")
+def tiny_folders(tmp_path_factory):
+    """A tiny model folder per kind; the factorized one has the valence/arousal head."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    folders = {}
+    for kind in KINDS:
+        torch.manual_seed(0)
+        model, processor = build_model(
+            kind,
+            image_size=32,
+            backbone_config=tiny_config(kind),
+            valence_arousal=kind == "factorized",
+        )
+        folders[kind] = root / kind
+        model.save_pretrained(folders[kind])
+        processor.save_pretrained(folders[kind])
+    return folders
+
+
+@pytest.fixture(scope="module")
+def class_folders(tmp_path_factory):
+    """train/ and val/ class-folder trees of small random images (as Kaggle's FER2013 layout)."""
+    root = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 12)):
+        for name in ("Happy", "sad", "angry"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (40, 40), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    (root / "val" / "sad" / "broken.png").write_text("not a png")
+    return root
+
+
+def _torch_outputs(folder, pixel_values):
+    register()
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(folder).eval()
+    with torch.inference_mode():
+        out = model(pixel_values=torch.from_numpy(pixel_values))
+    va = out.valence_arousal
+    return out.logits.numpy(), None if va is None else va.numpy()
+
+
+def test_every_registered_model_type_has_an_onnx_config():
+    assert FerConfig.model_type in ONNX_CONFIGS
+    config = onnx_config_for(FerConfig(valence_arousal=True))
+    assert isinstance(config, FerOnnxConfig)
+    assert list(config.outputs) == ["logits", "valence_arousal"]
+    assert config.inputs == {"pixel_values": {0: "batch_size"}}
+    with pytest.raises(ValueError, match="No ONNX export config for model_type 'bert'"):
+        onnx_config_for(type("C", (), {"model_type": "bert"})())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_export_fp32_and_dynamic_int8(tiny_folders, tmp_path, kind):
+    out = tmp_path / "onnx"
+    report = export_model(tiny_folders[kind], out, quantize_mode="dynamic", measure_speed=False)
+    assert json.loads((out / "parity.json").read_text()) == report
+    assert report["fp32"]["passed"] and max(report["fp32"]["max_abs_diff"].values()) <= 1e-4
+    expected = ["logits", "valence_arousal"] if kind == "factorized" else ["logits"]
+    assert list(report["fp32"]["max_abs_diff"]) == expected
+
+    # Independent check, at two batch sizes (the batch axis is dynamic).
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == expected
+    channels = 1 if kind == "factorized" else 3  # the factorized default is a grayscale net
+    for batch in (1, 5):
+        shape = (batch, channels, 32, 32)
+        pixels = np.random.default_rng(batch).standard_normal(shape, dtype=np.float32)
+        logits, va = _torch_outputs(tiny_folders[kind], pixels)
+        onnx_out = session.run(None, {"pixel_values": pixels})
+        np.testing.assert_allclose(onnx_out[0], logits, atol=1e-4, rtol=0)
+        if va is not None:
+            np.testing.assert_allclose(onnx_out[1], va, atol=1e-4, rtol=0)
+
+    int8 = report["int8"]
+    assert int8["mode"] == "dynamic"
+    assert {"ConvInteger", "DynamicQuantizeLinear"} <= quantized_op_types(out / int8["file"])
+    assert set(int8["quantized_ops"]) == quantized_op_types(out / int8["file"])
+    assert int8["passed"] == (int8["top1_agreement_with_fp32"] >= 0.99)
+    if kind != "vit":  # a near-uniform untrained tiny ViT may flip a few near-ties
+        assert int8["top1_agreement_with_fp32"] >= 0.99
+    for name in ("config.json", "preprocessor_config.json", "modeling_fer.py", "ort_config.json"):
+        assert (out / name).is_file()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_static_int8_calibrated_on_class_folders(tiny_folders, class_folders, tmp_path, kind):
+    out = tmp_path / "onnx"
+    report = export_model(
+        tiny_folders[kind], out, quantize_mode="static", data=class_folders, measure_speed=False
+    )
+    assert report["sample"]["source"].endswith("val")
+    assert report["sample"]["labelled"] and report["sample"]["skipped_files"] == 1
+    assert report["calibration_sample"]["source"].endswith("train")
+    int8 = report["int8"]
+    assert "QLinearConv" in int8["quantized_ops"]
+    assert 0.0 <= report["fp32"]["accuracy"] <= 1.0
+    drop = 100 * (report["fp32"]["accuracy"] - int8["accuracy"])
+    assert int8["accuracy_drop_points"] == pytest.approx(drop)
+    assert int8["passed"] == (int8["top1_agreement_with_fp32"] >= 0.99 and drop <= 0.5)
+    assert report["passed"] == (report["fp32"]["passed"] and int8["passed"])
+
+
+def test_quantized_default_model_is_smaller_and_timed(tmp_path, class_folders):
+    folder = init_model_folder("factorized", tmp_path / "model")
+    report = export_model(folder, tmp_path / "onnx", "static", data=class_folders)
+    assert report["int8"]["size_bytes"] < 0.5 * report["int8"]["fp32_size_bytes"]
+    speed = report["speed_1_thread"]
+    assert speed["fastest_batch1"] in ("model.onnx", "model_quantized.onnx")
+    assert speed["model_quantized.onnx"]["latency_ms_median"] > 0
+
+
+def test_ort_folder_loads_in_optimum_and_pipeline(tiny_folders, tmp_path):
+    from optimum.onnxruntime import ORTModelForImageClassification
+    from transformers import AutoImageProcessor, pipeline
+
+    out = tmp_path / "onnx"
+    export_model(tiny_folders["factorized"], out, "dynamic", measure_speed=False)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 40, 3), np.uint8))
+    processor = AutoImageProcessor.from_pretrained(out)
+    pixels = processor(images=image, return_tensors="np")["pixel_values"]
+    logits, _ = _torch_outputs(tiny_folders["factorized"], pixels)
+    for file_name in ("model.onnx", "model_quantized.onnx"):
+        model = ORTModelForImageClassification.from_pretrained(out, file_name=file_name)
+        classifier = pipeline("image-classification", model=model, image_processor=processor)
+        result = classifier(image, top_k=len(model.config.id2label))
+        assert {r["label"] for r in result} == set(model.config.id2label.values())
+        assert sum(r["score"] for r in result) == pytest.approx(1.0, abs=1e-5)
+        if file_name == "model.onnx":
+            assert result[0]["label"] == model.config.id2label[int(logits.argmax())]
+
+
+def test_export_folder_loads_without_fer_hf(tiny_folders, tmp_path):
+    """trust_remote_code: a fresh process that never imports fer_hf loads the ORT folder."""
+    out = tmp_path / "onnx"
+    export_model(tiny_folders["baseline"], out, measure_speed=False)
+    code = (
+        "import sys\n"
+        "from optimum.onnxruntime import ORTModelForImageClassification\n"
+        f"m = ORTModelForImageClassification.from_pretrained({str(out)!r},\n"
+        "                                                   trust_remote_code=True)\n"
+        "import numpy as np\n"
+        "print(m(pixel_values=np.zeros((2, 3, 32, 32), np.float32)).logits.shape)\n"
+        "assert not any(name.startswith('fer_hf') for name in sys.modules)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(2, 7)" in done.stdout
+
+
+def test_export_errors(tiny_folders, tmp_path):
+    folder = tiny_folders["factorized"]
+    with pytest.raises(ValueError, match="--quantize static needs --calibration DATA"):
+        export_model(folder, tmp_path / "x", quantize_mode="static")
+    with pytest.raises(ValueError, match="Unknown --quantize 'int4'"):
+        export_model(folder, tmp_path / "x", quantize_mode="int4")
+    with pytest.raises(ValueError, match="is the model folder itself"):
+        export_model(folder, folder)
+    with pytest.raises(FileNotFoundError, match="not a model folder"):
+        export_model(tmp_path / "missing", tmp_path / "x")
+
+
+def test_cli_export(tiny_folders, class_folders, tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["export", str(tiny_folders["baseline"]), "--output", str(out), "--quantize", "static"]
+    args += ["--calibration", str(class_folders), "--num-samples", "16", "--no-speed"]
+    code = main(args)
+    report = json.loads((out / "parity.json").read_text())
+    assert code == (0 if report["passed"] else 1)
+    assert report["sample"]["num_images"] == 16
+    printed = capsys.readouterr().out
+    assert "max |diff| vs PyTorch" in printed and "top-1 agreement" in printed
+    assert main(["export", str(tmp_path / "nope"), "--output", str(out)]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+
+
+def test_samples_from_prepared_folder_and_image_folder(tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features
+    from datasets import Image as ImageFeature
+
+    from fer_hf.labels import class_names
+
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=list(class_names(7)))})
+    images = [Image.new("L", (48, 48), i * 20) for i in range(6)]
+    splits = {
+        name: Dataset.from_dict({"image": images, "label": [i % 7 for i in range(6)]}, features)
+        for name in ("train", "validation")
+    }
+    DatasetDict(splits).save_to_disk(tmp_path / "prepared")
+    sample = load_sample(tmp_path / "prepared", "validation", 4, seed=1)
+    assert len(sample.images) == 4 and sample.source.endswith("[validation]")
+    assert set(sample.labels) <= set(class_names(7))
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for i in range(3):
+        Image.new("RGB", (10, 10)).save(plain / f"{i}.jpg")
+    sample = load_sample(plain, "calibration", 10)
+    assert len(sample.images) == 3 and sample.labels is None
+    with pytest.raises(ValueError, match="No images"):
+        load_sample(tmp_path / "prepared" / "train", "calibration", 4)
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        load_sample(tmp_path / "nope", "calibration", 4)

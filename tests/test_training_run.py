@@ -1,0 +1,244 @@
+"""Tiny training runs on generated data: end to end, imbalance options, distillation, errors before
+training, kill-and-resume, and a real 2-process CPU DDP run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from helpers_training import prepared_dataset, tiny_model_overrides
+from safetensors.torch import load_file
+
+from fer_hf.training.arguments import parse_args
+from fer_hf.training.run import train
+
+REPO = Path(__file__).resolve().parents[1]
+# Tiny runs: one thread is faster than two fighting over a shared core.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+TINY_BACKBONE = (
+    '{"hidden_sizes": [8, 16], "depths": [1, 1], "strides": [1, 2], "expand_ratios": [1, 2], '
+    '"stem_channels": 8, "head_channels": 16}'
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return prepared_dataset(tmp_path_factory.mktemp("data"))
+
+
+def flags(data: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset", str(data), "--output_dir", str(output), "--image_size", "32",
+        "--model_overrides", TINY_BACKBONE, "--use_cpu", "true", "--report_to", "none",
+        "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32",
+        "--learning_rate", "0.01", "--lr_scheduler_type", "constant", "--logging_steps", "1",
+        "--save_total_limit", "1", *extra,
+    ]  # fmt: skip
+
+
+def run(argv: list[str], **kwargs) -> dict:
+    return train(*parse_args(argv), **kwargs)
+
+
+def test_end_to_end(data, tmp_path):
+    out = tmp_path / "run"
+    argv = flags(data, out, "--max_steps", "120", "--eval_strategy", "steps", "--save_strategy",
+                 "steps", "--eval_steps", "40", "--save_steps", "40", "--report_to", "tensorboard")  # fmt: skip
+    summary = run(argv)
+
+    state = json.loads((out / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10  # loss goes down
+    evals = [e for e in state["log_history"] if "eval_balanced_accuracy" in e]
+    assert len(evals) == 3
+    best = max(e["eval_balanced_accuracy"] for e in evals)
+    assert summary["best_metric"] == pytest.approx(best)
+    assert best > 2 / 7  # clearly above chance (1/7) on the generated classes
+
+    # The best checkpoint is what output_dir holds, and it reloads with its processor.
+    best_dir = Path(summary["best_model_checkpoint"])
+    torch.testing.assert_close(
+        load_file(out / "model.safetensors"), load_file(best_dir / "model.safetensors")
+    )
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(out)
+    processor = AutoImageProcessor.from_pretrained(out)
+    assert model.config.id2label[6] == "anger" and processor.size["height"] == 32
+    assert summary["eval_metrics"]["balanced_accuracy"] == pytest.approx(best)
+
+    # Every metric key, for the eval split and the test split.
+    for split in ("eval_metrics", "test_metrics"):
+        metrics = summary[split]
+        for key in ("accuracy", "balanced_accuracy", "macro_f1", "loss"):
+            assert key in metrics
+        assert {f"recall_{name}" for name in model.config.label2id} <= set(metrics)
+    on_disk = json.loads((out / "train_summary.json").read_text())
+    for key in ("model_kind", "dataset", "hyperparameters", "train_runtime_s", "machine",
+                "base_model", "best_metric", "eval_metrics"):  # fmt: skip
+        assert key in on_disk
+    dataset = on_disk["dataset"]
+    assert dataset["class_counts_before"]["happy"] == 10 and dataset["resample"] == "oversample"
+    assert set(dataset["class_counts_after"].values()) == {14}
+    assert on_disk["machine"]["num_processes"] == 1
+    assert list(out.glob("runs/*/events.out.tfevents.*"))  # TensorBoard
+    assert not list(out.rglob("training_args.bin"))  # no pickles
+    assert (out / "training_args.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--imbalance", "sampler"], ["--imbalance", "weighted_loss", "--class_weight_method", "effective"],
+     ["--imbalance", "focal", "--label_smoothing_factor", "0.1"], ["--resample", "none"]],
+    ids=["sampler", "weighted", "focal", "no-resample"],
+)  # fmt: skip
+def test_imbalance_options_train(tmp_path, extra):
+    data = prepared_dataset(tmp_path / "data", resample="none")
+    summary = run(flags(data, tmp_path / "run", "--max_steps", "6", *extra))
+    assert summary["global_step"] == 6 and summary["train_loss"] > 0
+    assert summary["hyperparameters"]["loss"]["imbalance"] == (
+        extra[1] if extra[0] == "--imbalance" else "none"
+    )
+
+
+def test_load_time_resampling_refuses_to_compound(data, tmp_path):
+    with pytest.raises(ValueError, match="prepared with resample='oversample'"):
+        run(flags(data, tmp_path / "run", "--resample", "sqrt"))
+
+
+def test_distillation_from_a_teacher_with_other_preprocessing(data, tmp_path):
+    teacher_dir = tmp_path / "teacher"
+    from fer_hf.models import build_model
+
+    teacher, teacher_processor = build_model(
+        "baseline", image_size=40, num_classes=7, **tiny_model_overrides("baseline")
+    )  # 3-channel 40 px teacher for a 1-channel 32 px student
+    teacher.save_pretrained(teacher_dir)
+    teacher_processor.save_pretrained(teacher_dir)
+    summary = run(flags(data, tmp_path / "run", "--max_steps", "4", "--teacher_model",
+                        str(teacher_dir), "--distillation_alpha", "0.7"))  # fmt: skip
+    assert summary["hyperparameters"]["loss"]["distillation_alpha"] == 0.7
+    assert summary["global_step"] == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "message"),
+    [
+        (["--eval_split", "dev"], ValueError,
+         r"has no split 'dev' \(the eval split\); it has \['test', 'train', 'validation'\]"),
+        (["--num_classes", "8"], ValueError, "--num_classes 8 differs from the data's 7 classes"),
+        (["--valence_arousal"], ValueError, "--valence_arousal needs valence/arousal targets"),
+        (["--resume_from_checkpoint", "last"], ValueError, "no checkpoint-\\* folder"),
+    ],
+)  # fmt: skip
+def test_errors_before_training(data, tmp_path, extra, error, message):
+    with pytest.raises(error, match=message):
+        run(flags(data, tmp_path / "run", *extra))
+    assert not (tmp_path / "run").exists()  # nothing was written
+
+
+def test_other_schema_and_missing_data(tmp_path):
+    import datasets
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"x": [1]})}).save_to_disk(
+        str(tmp_path / "plain")
+    )
+    with pytest.raises(ValueError, match="is not a `fer-hf prepare` folder"):
+        run(flags(tmp_path / "plain", tmp_path / "run"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run(flags(tmp_path / "missing", tmp_path / "run"))
+
+
+def test_teacher_with_other_labels_is_refused(data, tmp_path):
+    from fer_hf.models import init_model_folder
+
+    teacher = init_model_folder("factorized", tmp_path / "teacher8", image_size=32, num_classes=8)
+    with pytest.raises(ValueError, match=r"teacher model .* predicts .*'contempt'\]"):
+        run(flags(data, tmp_path / "run", "--teacher_model", str(teacher)))
+
+
+KILLED_RUN = """
+import os, signal, sys
+from transformers import TrainerCallback
+from fer_hf.training.arguments import parse_args
+from fer_hf.training.run import train
+
+class KillAt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == {kill_at}:
+            os.kill(os.getpid(), signal.SIGKILL)  # as a preempted job dies: no clean-up
+
+train(*parse_args(sys.argv[1:]), callbacks=[KillAt()])
+"""
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_run(data, tmp_path):
+    # No augmentation and a seeded sampler, so both runs see the same batches; checkpoints every
+    # 2 steps; the kill comes mid-epoch (98 records / 8 = 13 steps per epoch) after step 5.
+    common = ["--max_steps", "7", "--save_strategy", "steps", "--save_steps", "2",
+              "--eval_strategy", "no", "--load_best_model_at_end", "false",
+              "--per_device_train_batch_size", "8", "--augment", "false", "--save_total_limit", "2"]  # fmt: skip
+    reference = run(flags(data, tmp_path / "reference", *common))
+
+    killed = tmp_path / "killed"
+    script = tmp_path / "killed_run.py"
+    script.write_text(textwrap.dedent(KILLED_RUN.format(kill_at=5)))
+    process = subprocess.run(
+        [sys.executable, str(script), *flags(data, killed, *common)],
+        env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert process.returncode == -9, process.stderr[-3000:]
+    assert sorted(p.name for p in killed.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert not (killed / "train_summary.json").exists()
+
+    resumed = run(flags(data, killed, *common))  # finds checkpoint-4 by itself
+    assert resumed["resumed_from"] == str(killed / "checkpoint-4")
+    assert resumed["global_step"] == 7
+
+    def losses(folder):
+        history = json.loads((folder / "trainer_state.json").read_text())["log_history"]
+        return {e["step"]: (e["loss"], e["learning_rate"]) for e in history if "loss" in e}
+
+    expected, got = losses(tmp_path / "reference"), losses(killed)
+    assert sorted(got) == list(range(1, 8))
+    for step in range(1, 8):
+        assert got[step] == pytest.approx(expected[step], rel=1e-4)
+    torch.testing.assert_close(
+        load_file(killed / "model.safetensors"), load_file(tmp_path / "reference" / "model.safetensors")
+    )
+    del reference
+
+
+def test_two_process_cpu_ddp(data, tmp_path):
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(REPO / "train.py"), *flags(data, out, "--num_train_epochs", "1",
+                                       "--per_device_train_batch_size", "7"),
+    ]  # fmt: skip
+    process = subprocess.run(
+        command, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=400, cwd=REPO
+    )
+    assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["machine"]["num_processes"] == 2
+    assert summary["machine"]["distributed_type"] == "MULTI_CPU"
+    assert summary["hyperparameters"]["total_train_batch_size"] == 14
+    # 98 records shared by 2 ranks x 7 per step: 7 steps (one process would need 14).
+    assert summary["global_step"] == 7
+    assert "fer-hf train: factorized" in process.stdout
