@@ -43,14 +43,22 @@ def generated_dataset(count: int, size: int = 48, seed: int = 0):
         Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(buffer, "PNG")
         images.append({"bytes": buffer.getvalue(), "path": None})
     features = datasets.Features(
-        {"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=7),
-         "valence": datasets.Value("float32"), "arousal": datasets.Value("float32")}
-    )  # fmt: skip
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(num_classes=7),
+            "valence": datasets.Value("float32"),
+            "arousal": datasets.Value("float32"),
+        }
+    )
     return datasets.Dataset.from_dict(
-        {"image": images, "label": rng.integers(0, 7, count).tolist(),
-         "valence": [float("nan")] * count, "arousal": [float("nan")] * count},
+        {
+            "image": images,
+            "label": rng.integers(0, 7, count).tolist(),
+            "valence": [float("nan")] * count,
+            "arousal": [float("nan")] * count,
+        },
         features=features,
-    )  # fmt: skip
+    )
 
 
 def pipeline_throughput(dataset, processor, batch_size: int, batches: int, workers: int) -> float:
@@ -88,7 +96,9 @@ def model_throughput(model, batches: list[dict], steps: int, warmup: int = 2) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=None, help="a `fer-hf prepare` folder (default: generated)")
+    parser.add_argument(
+        "--data", default=None, help="a `fer-hf prepare` folder (default: generated)"
+    )
     parser.add_argument("--kinds", nargs="+", default=list(IMAGE_SIZES), choices=list(IMAGE_SIZES))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=15, help="timed optimizer steps per kind")
@@ -105,7 +115,10 @@ def main() -> None:
 
         dataset, source = load_prepared(args.data)["train"], os.path.abspath(args.data)
     else:
-        dataset, source = generated_dataset(args.batch_size * (args.pipeline_batches + 2)), "generated"
+        dataset, source = (
+            generated_dataset(args.batch_size * (args.pipeline_batches + 2)),
+            "generated",
+        )
 
     results = {}
     for kind in args.kinds:
@@ -115,10 +128,13 @@ def main() -> None:
         )
         transform = FerTransform(processor, Augmentation())
         batches = [
-            collate(dataset.select(range(i * args.batch_size, (i + 1) * args.batch_size))
-                    .with_transform(transform).__getitems__(list(range(args.batch_size))))
+            collate(
+                dataset.select(range(i * args.batch_size, (i + 1) * args.batch_size))
+                .with_transform(transform)
+                .__getitems__(list(range(args.batch_size)))
+            )
             for i in range(2)
-        ]  # fmt: skip
+        ]
         train = model_throughput(model, batches, args.steps)
         results[kind] = {
             "image_size": IMAGE_SIZES[kind],
@@ -128,13 +144,24 @@ def main() -> None:
             "pipeline_samples_per_s": round(pipeline, 1),
             "pipeline_to_model": round(pipeline / train, 2),
         }
-    print(json.dumps({
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-        "data": source, "batch_size": args.batch_size, "workers": args.workers,
-        "models": results,
-        "pipeline_at_least_3x": all(r["pipeline_to_model"] >= 3 for r in results.values()),
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "machine": {
+                    "cpu": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__,
+                },
+                "data": source,
+                "batch_size": args.batch_size,
+                "workers": args.workers,
+                "models": results,
+                "pipeline_at_least_3x": all(r["pipeline_to_model"] >= 3 for r in results.values()),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

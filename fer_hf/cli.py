@@ -350,11 +350,17 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model_dir", help="a trained fer-hf model folder")
     p.add_argument("data", help="a `fer-hf prepare` folder or a class-folder tree")
-    p.add_argument("--split", default="test",
-                   help="split to evaluate (default: test); a tree without split folders is "
-                   "used whole")
-    p.add_argument("--tta", choices=["none", "flip"], default="none",
-                   help="test-time augmentation: average with the mirrored image (default: none)")
+    p.add_argument(
+        "--split",
+        default="test",
+        help="split to evaluate (default: test); a tree without split folders is used whole",
+    )
+    p.add_argument(
+        "--tta",
+        choices=["none", "flip"],
+        default="none",
+        help="test-time augmentation: average with the mirrored image (default: none)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--output", required=True, help="folder for metrics.json and the plot")
     p.set_defaults(func=_run_evaluate)
@@ -364,9 +370,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from fer_hf.training.evaluation import evaluate_model, format_metrics_table
 
     metrics = evaluate_model(
-        args.model_dir, args.data, args.output, split=args.split, tta=args.tta,
+        args.model_dir,
+        args.data,
+        args.output,
+        split=args.split,
+        tta=args.tta,
         batch_size=args.batch_size,
-    )  # fmt: skip
+    )
     print(format_metrics_table(metrics))
     print(f"Wrote {args.output}/metrics.json and {args.output}/confusion_matrix.png")
     return 0

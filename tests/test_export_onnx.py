@@ -105,6 +105,8 @@ def test_export_fp32_and_dynamic_int8(tiny_folders, tmp_path, kind):
 
     int8 = report["int8"]
     assert int8["mode"] == "dynamic"
+    assert report["fp32"]["accuracy"] is None and "accuracy" not in int8  # unlabelled sample
+    assert list(int8["max_abs_diff_vs_fp32"]) == expected
     assert {"ConvInteger", "DynamicQuantizeLinear"} <= quantized_op_types(out / int8["file"])
     assert set(int8["quantized_ops"]) == quantized_op_types(out / int8["file"])
     assert int8["passed"] == (int8["top1_agreement_with_fp32"] >= 0.99)
@@ -211,6 +213,9 @@ def test_cli_export(tiny_folders, class_folders, tmp_path, capsys):
     assert "max |diff| vs PyTorch" in printed and "top-1 agreement" in printed
     assert main(["export", str(tmp_path / "nope"), "--output", str(out)]) == 2
     assert "not a model folder" in capsys.readouterr().err
+    # Re-exporting without --quantize leaves no stale int8 file behind.
+    assert main(["export", str(tiny_folders["baseline"]), "--output", str(out), "--no-speed"]) == 0
+    assert not (out / "model_quantized.onnx").exists() and (out / "model.onnx").exists()
 
 
 def test_samples_from_prepared_folder_and_image_folder(tmp_path):

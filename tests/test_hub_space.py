@@ -61,6 +61,8 @@ def test_space_folder_header_names_its_models(space_dir, tmp_path):
     assert {"fer_hf/__init__.py", "fer_hf/hub/templates/model_card.md"} <= files
     assert not any("__pycache__" in f or f.startswith(("tests/", "flagged/")) for f in files)
     assert (space_dir / "README.md").read_text() == HEADER  # the source is never modified
+    unchanged = assemble_space_repo(space_dir, tmp_path / "out2", repo_id="fer-hf/demo")
+    assert SpaceCard.load(unchanged / "README.md").data.models == ["someone/old-model"]
 
 
 def test_space_header_made_from_installed_gradio_without_readme(space_dir, tmp_path):
@@ -77,6 +79,11 @@ def test_space_header_made_from_installed_gradio_without_readme(space_dir, tmp_p
 def test_space_input_is_checked(space_dir, tmp_path):
     with pytest.raises(ValueError, match=r"Hub model ids like 'owner/name', got \['vit'\]"):
         assemble_space_repo(space_dir, tmp_path / "a", repo_id="o/s", models=["vit"])
+    (space_dir / "README.md").write_text(HEADER.replace("models:\n- someone/old-model\n", ""))
+    with pytest.raises(ValueError, match="The Space would serve no model: pass Hub model ids"):
+        assemble_space_repo(space_dir, tmp_path / "d", repo_id="o/s")
+    kept = assemble_space_repo(space_dir, tmp_path / "e", repo_id="o/s", models=MODELS)
+    assert SpaceCard.load(kept / "README.md").data.models == MODELS
     (space_dir / "README.md").write_text(HEADER.replace("sdk: gradio", "sdk: docker"))
     with pytest.raises(ValueError, match="declares sdk 'docker'"):
         assemble_space_repo(space_dir, tmp_path / "b", repo_id="o/s")
@@ -133,8 +140,8 @@ def test_cli_publish_space_dry_run(space_dir, tmp_path, capsys):
 
 def test_real_space_folder_assembles(tmp_path):
     space = Path(__file__).resolve().parents[1] / "space"
-    if not (space / "app.py").is_file():
-        pytest.skip("space/app.py is not written yet (the Space issue)")
+    if not all((space / name).is_file() for name in ("app.py", "requirements.txt", "README.md")):
+        pytest.skip("space/ is not complete yet (the Space issue): app, requirements, README")
     out = assemble_space_repo(space, tmp_path / "out", repo_id="fer-hf/demo", models=MODELS)
     card = SpaceCard.load(out / "README.md")
     assert card.data.sdk == "gradio" and card.data.models == MODELS

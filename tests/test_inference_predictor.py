@@ -116,7 +116,7 @@ def test_custom_detector_and_no_detector(model_dirs):
     # Boxes are the detector's, clamped to the image (one outside it is dropped) ...
     assert [f["box"] for f in predictor.predict(image)] == [[10, 10, 20, 20], [0, 90, 15, 10]]
     # ... and the crops add a 50% margin on every side, square, clamped.
-    assert [crop.size for crop in calls[0]] == [(40, 40), (28, 20)]
+    assert [crop.size for crop in calls[0]] == [(40, 40), (22, 20)]
     predictor = FerPredictor.from_pretrained(model_dirs / "torch", detector=None)
     assert [f["box"] for f in predictor.predict(image)] == [[0, 0, 100, 100]]
 
@@ -163,6 +163,8 @@ def test_annotate_draws_on_a_copy(predictors, astronaut):
     faces = predictors["torch"].predict(image)
     drawn = annotate(image, faces)
     assert drawn is not image and drawn.size == image.size and image.tobytes() == before
+    drawn_too, same = predictors["torch"].predict_annotated(image)
+    assert same == faces and np.array_equal(np.asarray(drawn_too), np.asarray(drawn))
     x, y, w, h = faces[0]["box"]
     assert np.asarray(drawn)[y + h // 2, x].tolist() != astronaut[y + h // 2, x].tolist()
 

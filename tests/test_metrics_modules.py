@@ -116,7 +116,9 @@ def test_compute_metrics_for_trainer():
     assert all(isinstance(v, float) for v in plain.values())
     assert not any(key.startswith("valence") for key in plain)
 
-    with_va = compute(EvalPrediction(predictions=(logits, affect), label_ids=(labels, valence, arousal)))
+    with_va = compute(
+        EvalPrediction(predictions=(logits, affect), label_ids=(labels, valence, arousal))
+    )
     assert with_va["valence_rmse"] == pytest.approx(0.0, abs=1e-6)
     assert with_va["arousal_ccc"] == pytest.approx(1.0, abs=1e-6)
     assert with_va["valence_n"] == 3

@@ -54,7 +54,9 @@ def test_ablation_is_the_same_net_with_cheaper_convolutions():
         model, _ = build_model("factorized", factorization=factorization)
         flops[factorization] = mflops(model.eval(), 1, 48)
         # Same skeleton: same number of blocks and the same widths.
-        widths = [m.project[0].out_channels for m in model.modules() if isinstance(m, InvertedResidual)]
+        widths = [
+            m.project[0].out_channels for m in model.modules() if isinstance(m, InvertedResidual)
+        ]
         assert widths == [16, 32, 32, 64, 64, 128, 128], factorization
     assert flops["none"] > flops["spatial"] > flops["depthwise"] > flops["both"]
     assert flops["none"] > 5 * flops["depthwise"]
@@ -89,7 +91,10 @@ def test_residual_blocks_start_as_identity():
         ({"num_channels": 4}, "`num_channels` must be 1 or 3, got 4"),
         ({"factorization": "separable"}, "Unknown `factorization` 'separable'; expected one of"),
         ({"depths": (1, 2)}, "must be non-empty and of equal length"),
-        ({"strides": (1, 3, 2, 2)}, r"Every stage stride must be 1 or 2, got `strides`=\(1, 3, 2, 2\)"),
+        (
+            {"strides": (1, 3, 2, 2)},
+            r"Every stage stride must be 1 or 2, got `strides`=\(1, 3, 2, 2\)",
+        ),
         ({"kernel_size": 4}, "`kernel_size` must be a positive odd int, got 4"),
         ({"se_ratio": 2.0}, r"`se_ratio` must be in \[0, 1\], got 2.0"),
         ({"image_size": 12}, "`image_size` must be at least 16"),

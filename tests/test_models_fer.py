@@ -4,12 +4,12 @@ import math
 
 import pytest
 import torch
+from transformers import ViTConfig
 
 from fer_hf.labels import class_names
 from fer_hf.models import (
     MODEL_KINDS,
     FerConfig,
-    FerForExpressionRecognition,
     build_model,
     default_backbone_config,
     tiny_config,
@@ -130,9 +130,15 @@ def test_ccc_loss():
     expected = []  # Lin's CCC with population (co)variances, column by column
     for p, t in zip(prediction.T, target.T, strict=True):
         covariance = ((p - p.mean()) * (t - t.mean())).mean()
-        ccc = 2 * covariance / (p.var(unbiased=False) + t.var(unbiased=False) + (p.mean() - t.mean()) ** 2)
+        ccc = (
+            2
+            * covariance
+            / (p.var(unbiased=False) + t.var(unbiased=False) + (p.mean() - t.mean()) ** 2)
+        )
         expected.append(1 - ccc)
-    assert torch.allclose(masked_ccc_loss(prediction, target), torch.stack(expected).mean(), atol=1e-6)
+    assert torch.allclose(
+        masked_ccc_loss(prediction, target), torch.stack(expected).mean(), atol=1e-6
+    )
     # NaN rows are ignored: same value as computing on the valid rows only.
     with_nan = target.clone()
     with_nan[3] = float("nan")
@@ -198,7 +204,10 @@ def test_image_size_checks():
     assert cnn(torch.randn(1, 1, 40, 40)).logits.shape == (1, 7)  # CNNs take any size >= min
     with pytest.raises(ValueError, match="needs at least 4 px per side"):
         cnn(torch.randn(1, 1, 2, 2))
-    with pytest.raises(ValueError, match=r"`image_size` must be at least 16 \(the network.s total stride\) for this config, got 8"):
+    with pytest.raises(
+        ValueError,
+        match=r"`image_size` must be at least 16 \(the network.s total stride\) for this config",
+    ):
         build_model("factorized", image_size=8)
     with pytest.raises(ValueError, match="needs an `image_size` divisible by 8"):
         build_model("vit", image_size=50)
@@ -209,6 +218,12 @@ def test_config_errors():
         FerConfig(backbone_config={"model_type": "convnext"})
     with pytest.raises(TypeError, match="must be a PretrainedConfig or a dict, got str"):
         FerConfig(backbone_config="resnet")
+    with pytest.raises(ValueError, match="`image_size`=36 is not a multiple of the ViT's patch"):
+        FerConfig(backbone_config=ViTConfig(image_size=36, patch_size=8))
+    with pytest.raises(ValueError, match="`image_size`=64 differs from the ViT backbone's 32"):
+        FerConfig(backbone_config=tiny_config("vit"), image_size=64)
+    with pytest.raises(ValueError, match="`num_channels`=1 differs from the backbone's 3"):
+        FerConfig(backbone_config=tiny_config("baseline"), num_channels=1)
     with pytest.raises(ValueError, match="Unknown `va_loss` 'mse'"):
         FerConfig(va_loss="mse")
     with pytest.raises(ValueError, match="Unknown model kind 'resnet'"):

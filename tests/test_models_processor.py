@@ -36,7 +36,9 @@ def test_gray_input_is_repeated_for_a_colour_model():
 
 def test_grayscale_option_on_a_three_channel_model():
     colour = FerImageProcessor(size=32, num_channels=3)(face(), return_tensors="pt")
-    gray = FerImageProcessor(size=32, num_channels=3, do_grayscale=True)(face(), return_tensors="pt")
+    gray = FerImageProcessor(size=32, num_channels=3, do_grayscale=True)(
+        face(), return_tensors="pt"
+    )
     assert not torch.equal(colour["pixel_values"][0, 0], colour["pixel_values"][0, 2])
     assert torch.equal(gray["pixel_values"][0, 0], gray["pixel_values"][0, 2])
 

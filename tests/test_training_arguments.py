@@ -1,4 +1,4 @@
-"""Argument dataclasses: flags, one YAML file plus overrides, clear errors, and every shipped config."""
+"""Argument dataclasses: flags, one YAML file plus overrides, clear errors, every shipped config."""
 
 from pathlib import Path
 
@@ -44,7 +44,9 @@ def test_yaml_then_overrides(tmp_path):
 def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):
     config = tmp_path / "typo.yaml"
     config.write_text("dataset: x\nlerning_rate: 0.1\n")
-    with pytest.raises(ValueError, match=r"unknown key\(s\) 'lerning_rate' \(did you mean 'learning_rate'\?\)"):
+    with pytest.raises(
+        ValueError, match=r"unknown key\(s\) 'lerning_rate' \(did you mean 'learning_rate'\?\)"
+    ):
         parse_args([str(config)])
 
 
@@ -52,18 +54,28 @@ def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):
     ("argv", "message"),
     [
         (["--output_dir", "o"], "`dataset` is required"),
-        (["--dataset", "d", "--output_dir", "o", "--remove_unused_columns", "true"],
-         "`remove_unused_columns` must be False"),
-        (["--dataset", "d", "--output_dir", "o", "--crop_scale", "0.9", "0.5"],
-         r"`crop_scale` must be two numbers 0 < low <= high, got \[0.9, 0.5\]"),
-        (["--dataset", "d", "--output_dir", "o", "--distillation_alpha", "1.5"],
-         r"`distillation_alpha` must be in \[0, 1\], got 1.5"),
-        (["--dataset", "d", "--output_dir", "o", "--model_overrides", "{bad"],
-         "`model_overrides` must be a JSON object"),
-        (["--dataset", "d", "--output_dir", "o", "--no_such_flag", "1"],
-         r"Unknown argument\(s\) \['--no_such_flag', '1'\]"),
+        (
+            ["--dataset", "d", "--output_dir", "o", "--remove_unused_columns", "true"],
+            "`remove_unused_columns` must be False",
+        ),
+        (
+            ["--dataset", "d", "--output_dir", "o", "--crop_scale", "0.9", "0.5"],
+            r"`crop_scale` must be two numbers 0 < low <= high, got \[0.9, 0.5\]",
+        ),
+        (
+            ["--dataset", "d", "--output_dir", "o", "--distillation_alpha", "1.5"],
+            r"`distillation_alpha` must be in \[0, 1\], got 1.5",
+        ),
+        (
+            ["--dataset", "d", "--output_dir", "o", "--model_overrides", "{bad"],
+            "`model_overrides` must be a JSON object",
+        ),
+        (
+            ["--dataset", "d", "--output_dir", "o", "--no_such_flag", "1"],
+            r"Unknown argument\(s\) \['--no_such_flag', '1'\]",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_values_fail_with_the_value(argv, message):
     with pytest.raises(ValueError, match=message):
         parse_args(argv)
@@ -103,8 +115,11 @@ def test_shipped_config_parses_and_is_commented(path, defaults):
     device = path.stem.rsplit("_", 1)[1]
     assert args.use_cpu is (device == "cpu")
     if "affectnet" in path.stem:
-        assert model_args.valence_arousal and data_args.num_classes == int(path.stem.split("_")[1][-1])
+        assert model_args.valence_arousal and data_args.num_classes == int(
+            path.stem.split("_")[1][-1]
+        )
     if device == "gpu" and model_args.model_kind in ("baseline", "vit"):
         assert model_args.model_name_or_path in (
-            "microsoft/resnet-18", "google/vit-base-patch16-224-in21k"
-        )  # fmt: skip
+            "microsoft/resnet-18",
+            "google/vit-base-patch16-224-in21k",
+        )

@@ -15,7 +15,9 @@ LABELS = torch.tensor([0, 2, 1])
 
 def test_focal_with_gamma_zero_is_cross_entropy():
     weight = torch.tensor([1.0, 2.0, 0.5])
-    torch.testing.assert_close(focal_loss(LOGITS, LABELS, gamma=0.0), F.cross_entropy(LOGITS, LABELS))
+    torch.testing.assert_close(
+        focal_loss(LOGITS, LABELS, gamma=0.0), F.cross_entropy(LOGITS, LABELS)
+    )
     torch.testing.assert_close(
         focal_loss(LOGITS, LABELS, gamma=0.0, weight=weight, label_smoothing=0.1),
         F.cross_entropy(LOGITS, LABELS, weight=weight, label_smoothing=0.1),

@@ -42,12 +42,32 @@ def data(tmp_path_factory) -> Path:
 
 def flags(data: Path, output: Path, *extra: str) -> list[str]:
     return [
-        "--dataset", str(data), "--output_dir", str(output), "--image_size", "32",
-        "--model_overrides", TINY_BACKBONE, "--use_cpu", "true", "--report_to", "none",
-        "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32",
-        "--learning_rate", "0.01", "--lr_scheduler_type", "constant", "--logging_steps", "1",
-        "--save_total_limit", "1", *extra,
-    ]  # fmt: skip
+        "--dataset",
+        str(data),
+        "--output_dir",
+        str(output),
+        "--image_size",
+        "32",
+        "--model_overrides",
+        TINY_BACKBONE,
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+        "--per_device_train_batch_size",
+        "16",
+        "--per_device_eval_batch_size",
+        "32",
+        "--learning_rate",
+        "0.01",
+        "--lr_scheduler_type",
+        "constant",
+        "--logging_steps",
+        "1",
+        "--save_total_limit",
+        "1",
+        *extra,
+    ]
 
 
 def run(argv: list[str], **kwargs) -> dict:
@@ -56,8 +76,22 @@ def run(argv: list[str], **kwargs) -> dict:
 
 def test_end_to_end(data, tmp_path):
     out = tmp_path / "run"
-    argv = flags(data, out, "--max_steps", "120", "--eval_strategy", "steps", "--save_strategy",
-                 "steps", "--eval_steps", "40", "--save_steps", "40", "--report_to", "tensorboard")  # fmt: skip
+    argv = flags(
+        data,
+        out,
+        "--max_steps",
+        "120",
+        "--eval_strategy",
+        "steps",
+        "--save_strategy",
+        "steps",
+        "--eval_steps",
+        "40",
+        "--save_steps",
+        "40",
+        "--report_to",
+        "tensorboard",
+    )
     summary = run(argv)
 
     state = json.loads((out / "trainer_state.json").read_text())
@@ -88,8 +122,16 @@ def test_end_to_end(data, tmp_path):
             assert key in metrics
         assert {f"recall_{name}" for name in model.config.label2id} <= set(metrics)
     on_disk = json.loads((out / "train_summary.json").read_text())
-    for key in ("model_kind", "dataset", "hyperparameters", "train_runtime_s", "machine",
-                "base_model", "best_metric", "eval_metrics"):  # fmt: skip
+    for key in (
+        "model_kind",
+        "dataset",
+        "hyperparameters",
+        "train_runtime_s",
+        "machine",
+        "base_model",
+        "best_metric",
+        "eval_metrics",
+    ):
         assert key in on_disk
     dataset = on_disk["dataset"]
     assert dataset["class_counts_before"]["happy"] == 10 and dataset["resample"] == "oversample"
@@ -102,10 +144,14 @@ def test_end_to_end(data, tmp_path):
 
 @pytest.mark.parametrize(
     "extra",
-    [["--imbalance", "sampler"], ["--imbalance", "weighted_loss", "--class_weight_method", "effective"],
-     ["--imbalance", "focal", "--label_smoothing_factor", "0.1"], ["--resample", "none"]],
+    [
+        ["--imbalance", "sampler"],
+        ["--imbalance", "weighted_loss", "--class_weight_method", "effective"],
+        ["--imbalance", "focal", "--label_smoothing_factor", "0.1"],
+        ["--resample", "none"],
+    ],
     ids=["sampler", "weighted", "focal", "no-resample"],
-)  # fmt: skip
+)
 def test_imbalance_options_train(tmp_path, extra):
     data = prepared_dataset(tmp_path / "data", resample="none")
     summary = run(flags(data, tmp_path / "run", "--max_steps", "6", *extra))
@@ -129,8 +175,18 @@ def test_distillation_from_a_teacher_with_other_preprocessing(data, tmp_path):
     )  # 3-channel 40 px teacher for a 1-channel 32 px student
     teacher.save_pretrained(teacher_dir)
     teacher_processor.save_pretrained(teacher_dir)
-    summary = run(flags(data, tmp_path / "run", "--max_steps", "4", "--teacher_model",
-                        str(teacher_dir), "--distillation_alpha", "0.7"))  # fmt: skip
+    summary = run(
+        flags(
+            data,
+            tmp_path / "run",
+            "--max_steps",
+            "4",
+            "--teacher_model",
+            str(teacher_dir),
+            "--distillation_alpha",
+            "0.7",
+        )
+    )
     assert summary["hyperparameters"]["loss"]["distillation_alpha"] == 0.7
     assert summary["global_step"] == 4
 
@@ -138,13 +194,16 @@ def test_distillation_from_a_teacher_with_other_preprocessing(data, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "error", "message"),
     [
-        (["--eval_split", "dev"], ValueError,
-         r"has no split 'dev' \(the eval split\); it has \['test', 'train', 'validation'\]"),
+        (
+            ["--eval_split", "dev"],
+            ValueError,
+            r"has no split 'dev' \(the eval split\); it has \['test', 'train', 'validation'\]",
+        ),
         (["--num_classes", "8"], ValueError, "--num_classes 8 differs from the data's 7 classes"),
         (["--valence_arousal"], ValueError, "--valence_arousal needs valence/arousal targets"),
         (["--resume_from_checkpoint", "last"], ValueError, "no checkpoint-\\* folder"),
     ],
-)  # fmt: skip
+)
 def test_errors_before_training(data, tmp_path, extra, error, message):
     with pytest.raises(error, match=message):
         run(flags(data, tmp_path / "run", *extra))
@@ -189,9 +248,24 @@ train(*parse_args(sys.argv[1:]), callbacks=[KillAt()])
 def test_kill_and_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     # No augmentation and a seeded sampler, so both runs see the same batches; checkpoints every
     # 2 steps; the kill comes mid-epoch (98 records / 8 = 13 steps per epoch) after step 5.
-    common = ["--max_steps", "7", "--save_strategy", "steps", "--save_steps", "2",
-              "--eval_strategy", "no", "--load_best_model_at_end", "false",
-              "--per_device_train_batch_size", "8", "--augment", "false", "--save_total_limit", "2"]  # fmt: skip
+    common = [
+        "--max_steps",
+        "7",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--eval_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--per_device_train_batch_size",
+        "8",
+        "--augment",
+        "false",
+        "--save_total_limit",
+        "2",
+    ]
     reference = run(flags(data, tmp_path / "reference", *common))
 
     killed = tmp_path / "killed"
@@ -199,8 +273,12 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     script.write_text(textwrap.dedent(KILLED_RUN.format(kill_at=5)))
     process = subprocess.run(
         [sys.executable, str(script), *flags(data, killed, *common)],
-        env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300, cwd=REPO,
-    )  # fmt: skip
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert process.returncode == -9, process.stderr[-3000:]
     assert sorted(p.name for p in killed.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert not (killed / "train_summary.json").exists()
@@ -218,7 +296,8 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     for step in range(1, 8):
         assert got[step] == pytest.approx(expected[step], rel=1e-4)
     torch.testing.assert_close(
-        load_file(killed / "model.safetensors"), load_file(tmp_path / "reference" / "model.safetensors")
+        load_file(killed / "model.safetensors"),
+        load_file(tmp_path / "reference" / "model.safetensors"),
     )
     del reference
 
@@ -226,11 +305,21 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(data, tmp_path):
 def test_two_process_cpu_ddp(data, tmp_path):
     out = tmp_path / "ddp"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(REPO / "train.py"), *flags(data, out, "--num_train_epochs", "1",
-                                       "--per_device_train_batch_size", "7"),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(REPO / "train.py"),
+        *flags(data, out, "--num_train_epochs", "1", "--per_device_train_batch_size", "7"),
+    ]
     process = subprocess.run(
         command, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=400, cwd=REPO
     )
@@ -242,3 +331,41 @@ def test_two_process_cpu_ddp(data, tmp_path):
     # 98 records shared by 2 ranks x 7 per step: 7 steps (one process would need 14).
     assert summary["global_step"] == 7
     assert "fer-hf train: factorized" in process.stdout
+
+
+@pytest.mark.parametrize("classes", [7, 8], ids=["same-head", "new-head"])
+def test_start_from_a_local_fer_folder(data, tmp_path, classes):
+    from fer_hf.models import build_model
+
+    start, processor = build_model(
+        "factorized", image_size=32, num_classes=classes, **tiny_model_overrides()
+    )
+    start.save_pretrained(tmp_path / "start")
+    processor.save_pretrained(tmp_path / "start")
+    argv = flags(
+        data, tmp_path / "run", "--max_steps", "2", "--model_name_or_path", str(tmp_path / "start")
+    )
+    argv.remove("--model_overrides"), argv.remove(TINY_BACKBONE)
+    if classes == 7:
+        argv.remove("--image_size"), argv.remove("32")  # a complete model keeps its own size
+    summary = run(argv)
+    assert summary["base_model"] == str(tmp_path / "start") and summary["global_step"] == 2
+    trained = load_file(tmp_path / "run" / "model.safetensors")
+    initial = start.state_dict()
+    # The backbone's first convolution starts from the folder's weights in both cases.
+    key = next(k for k in trained if k.startswith("backbone.") and k.endswith("weight"))
+    assert trained[key].shape == initial[key].shape
+    assert not torch.equal(trained[key], initial[key])  # and was trained
+
+
+def test_complete_fer_folder_of_another_kind_is_refused(data, tmp_path):
+    from fer_hf.models import init_model_folder
+
+    folder = init_model_folder("factorized", tmp_path / "start", image_size=32)
+    argv = flags(data, tmp_path / "run", "--model_name_or_path", str(folder), "--model_kind", "vit")
+    argv.remove("--model_overrides"), argv.remove(TINY_BACKBONE)
+    argv.remove("--image_size"), argv.remove("32")
+    with pytest.raises(
+        ValueError, match="holds a 'fer_factorized' backbone but --model_kind is 'vit'"
+    ):
+        run(argv)

@@ -9,9 +9,14 @@ from fer_hf.models import FerImageProcessor
 from fer_hf.training.transforms import Augmentation, FerTransform, collate, convert_pixel_values
 
 IDENTITY = Augmentation(
-    crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_prob=0.0, rotation_degrees=0.0,
-    brightness=0.0, contrast=0.0, erasing_prob=0.0,
-)  # fmt: skip
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    hflip_prob=0.0,
+    rotation_degrees=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    erasing_prob=0.0,
+)
 GRAY = FerImageProcessor(size=48, num_channels=1, do_grayscale=True)
 RGB = FerImageProcessor(
     size=64, num_channels=3, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
@@ -22,8 +27,12 @@ def batch(count=6, mode="L", size=(40, 52), seed=0):
     rng = np.random.default_rng(seed)
     shape = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
     images = [Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for _ in range(count)]
-    return {"image": images, "label": list(range(count)), "valence": [0.5] * count,
-            "arousal": [float("nan")] * count}  # fmt: skip
+    return {
+        "image": images,
+        "label": list(range(count)),
+        "valence": [0.5] * count,
+        "arousal": [float("nan")] * count,
+    }
 
 
 @pytest.mark.parametrize("processor", [GRAY, RGB], ids=["gray48", "rgb64"])
@@ -32,7 +41,11 @@ def test_identity_augmentation_equals_the_processor(processor, mode):
     records = batch(mode=mode)
     augmented = FerTransform(processor, IDENTITY)(records)["pixel_values"]
     processed = torch.as_tensor(np.stack(processor(records["image"])["pixel_values"]))
-    assert augmented.shape == processed.shape == (6, processor.num_channels, *([processor.size["height"]] * 2))
+    assert (
+        augmented.shape
+        == processed.shape
+        == (6, processor.num_channels, *([processor.size["height"]] * 2))
+    )
     torch.testing.assert_close(augmented, processed, atol=1e-5, rtol=0)
 
 
@@ -80,7 +93,9 @@ def test_records_without_affect_get_nan_and_collate_stacks():
 def test_convert_pixel_values_matches_the_other_processor():
     images = batch(mode="L", size=(48, 48))["image"]
     gray = torch.as_tensor(np.stack(GRAY(images)["pixel_values"]))
-    rgb48 = FerImageProcessor(size=48, num_channels=3, image_mean=RGB.image_mean, image_std=RGB.image_std)
+    rgb48 = FerImageProcessor(
+        size=48, num_channels=3, image_mean=RGB.image_mean, image_std=RGB.image_std
+    )
     expected = torch.as_tensor(np.stack(rgb48(images)["pixel_values"]))
     torch.testing.assert_close(convert_pixel_values(gray, GRAY, rgb48), expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(convert_pixel_values(expected, rgb48, GRAY), gray, atol=1e-5, rtol=0)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .onnx_config import onnx_config_for
 from .quantization import QUANTIZE_MODES, QUANTIZED_FILE_NAME, cpu_target, quantize
@@ -83,18 +84,26 @@ def export_model(
     onnx_config = onnx_config_for(model.config)
     opset = opset or onnx_config.DEFAULT_ONNX_OPSET
     output.mkdir(parents=True, exist_ok=True)
+    for stale in (QUANTIZED_FILE_NAME, "ort_config.json", "parity.json"):
+        (output / stale).unlink(missing_ok=True)  # never leave files from an earlier export
     onnx_path = output / ONNX_FILE_NAME
+    steps = ["export", "check fp32"] + ["quantize", "check int8"] * bool(quantize_mode)
+    progress = tqdm(total=len(steps) + measure_speed, desc="fer-hf export", unit="step")
+    progress.set_postfix_str("export ONNX")
     with warnings.catch_warnings():
         # The models' input checks are Python `if`s on shapes: fixed at trace time, as intended.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         onnx_export(model, onnx_config, onnx_path, opset=opset)
     _save_companions(model, processor, model_dir, output)
+    progress.update()
+    progress.set_postfix_str("check fp32 vs PyTorch")
 
     validation = _sample(data, "validation", num_validation, seed, processor, model.config)
     with torch.inference_mode():
         reference = _run_torch(model, validation["pixel_values"])
     fp32 = _run_onnx(onnx_path, validation["pixel_values"])
     diffs = {name: float(np.abs(fp32[name] - reference[name]).max()) for name in reference}
+    labels = validation["labels"]
     report: dict[str, Any] = {
         "model_dir": str(model_dir),
         "model_type": model.config.model_type,
@@ -108,14 +117,13 @@ def export_model(
             "max_abs_diff": diffs,
             "atol": FP32_ATOL,
             "top1_agreement_with_torch": _agreement(fp32["logits"], reference["logits"]),
+            "accuracy": _accuracy(fp32["logits"], labels),
             "passed": all(d <= FP32_ATOL for d in diffs.values()),
         },
     }
-    labels = validation["labels"]
-    if labels is not None:
-        report["fp32"]["accuracy"] = _accuracy(fp32["logits"], labels)
-
+    progress.update()
     if quantize_mode is not None:
+        progress.set_postfix_str(f"quantize ({quantize_mode})")
         calibration = None
         if quantize_mode == "static":
             calibration = _sample(
@@ -128,37 +136,52 @@ def export_model(
             config=model.config,
             calibration_pixel_values=None if calibration is None else calibration["pixel_values"],
         )
-        int8 = _run_onnx(int8_path, validation["pixel_values"])
-        agreement = _agreement(int8["logits"], fp32["logits"])
-        section = {
-            "file": QUANTIZED_FILE_NAME,
-            "mode": quantize_mode,
-            "preset": cpu_target(),
-            "quantized_ops": sorted(_quantized_op_types(int8_path)),
-            "size_bytes": int8_path.stat().st_size,
-            "fp32_size_bytes": onnx_path.stat().st_size,
-            "top1_agreement_with_fp32": agreement,
-            "min_agreement": MIN_INT8_AGREEMENT,
-            "max_abs_logit_diff_vs_fp32": float(np.abs(int8["logits"] - fp32["logits"]).max()),
-            "passed": agreement >= MIN_INT8_AGREEMENT,
-        }
-        if labels is not None:
-            section["accuracy"] = _accuracy(int8["logits"], labels)
-            drop = 100.0 * (report["fp32"]["accuracy"] - section["accuracy"])
-            section["accuracy_drop_points"] = drop
-            section["max_accuracy_drop_points"] = MAX_INT8_ACCURACY_DROP
-            section["passed"] = section["passed"] and drop <= MAX_INT8_ACCURACY_DROP
-        report["int8"] = section
+        progress.update()
+        progress.set_postfix_str("check int8 vs fp32")
+        report["int8"] = _check_int8(int8_path, onnx_path, quantize_mode, validation, fp32)
+        progress.update()
 
     if measure_speed:
+        progress.set_postfix_str("time fp32 vs int8")
         shape = tuple(validation["pixel_values"].shape[1:])
         files = [ONNX_FILE_NAME] + ([QUANTIZED_FILE_NAME] if quantize_mode else [])
         speed = {name: onnx_speed(output / name, shape, num_threads=1) for name in files}
         fastest = min(files, key=lambda name: speed[name]["latency_ms_median"])
         report["speed_1_thread"] = {**speed, "fastest_batch1": fastest}
+        progress.update()
+    progress.close()
     report["passed"] = report["fp32"]["passed"] and report.get("int8", {}).get("passed", True)
     (output / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _check_int8(int8_path: Path, fp32_path: Path, mode: str, validation, fp32) -> dict[str, Any]:
+    """The int8 section of parity.json: agreement with fp32 and, when labelled, accuracy."""
+    int8 = _run_onnx(int8_path, validation["pixel_values"])
+    agreement = _agreement(int8["logits"], fp32["logits"])
+    section = {
+        "file": QUANTIZED_FILE_NAME,
+        "mode": mode,
+        "preset": cpu_target(),
+        "quantized_ops": sorted(_quantized_op_types(int8_path)),
+        "size_bytes": int8_path.stat().st_size,
+        "fp32_size_bytes": fp32_path.stat().st_size,
+        "top1_agreement_with_fp32": agreement,
+        "min_agreement": MIN_INT8_AGREEMENT,
+        "max_abs_diff_vs_fp32": {
+            name: float(np.abs(int8[name] - fp32[name]).max()) for name in fp32
+        },
+        "passed": agreement >= MIN_INT8_AGREEMENT,
+    }
+    labels = validation["labels"]
+    fp32_accuracy = _accuracy(fp32["logits"], labels)
+    if fp32_accuracy is not None:
+        section["accuracy"] = _accuracy(int8["logits"], labels)
+        drop = 100.0 * (fp32_accuracy - section["accuracy"])
+        section["accuracy_drop_points"] = drop
+        section["max_accuracy_drop_points"] = MAX_INT8_ACCURACY_DROP
+        section["passed"] = section["passed"] and drop <= MAX_INT8_ACCURACY_DROP
+    return section
 
 
 def _save_companions(model, processor, model_dir: Path, output: Path) -> None:
@@ -228,11 +251,12 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a.argmax(-1) == b.argmax(-1)))
 
 
-def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """Top-1 accuracy over the labelled images (label -1: not one of the model's labels)."""
+    if labels is None or not (labels >= 0).any():
+        return None
     known = labels >= 0
-    return (
-        float(np.mean(logits[known].argmax(-1) == labels[known])) if known.any() else float("nan")
-    )
+    return float(np.mean(logits[known].argmax(-1) == labels[known]))
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -70,6 +70,13 @@ def _space_card(space_dir: Path, repo_id: str, models: Sequence[str]) -> SpaceCa
         card = SpaceCard.from_template(data, template_path=str(TEMPLATE), repo_id=repo_id)
     if models:
         card.data.models = list(models)
+    if not card.data.get("models"):
+        # On a Space the app serves the Hub ids under `models:`; without any it has nothing.
+        raise ValueError(
+            "The Space would serve no model: pass Hub model ids with --models (e.g. "
+            f"{repo_id.split('/')[0]}/fer2013-factorized) or list them under `models:` in "
+            f"{space_dir / 'README.md'}."
+        )
     card.data.tags = sorted({*(card.data.get("tags") or []), "fer-hf"})
     return card
 

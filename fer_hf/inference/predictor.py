@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fer_hf.export.speed import onnx_session
-
 from .detection import Box, FaceDetector, HaarCascadeDetector, expand_box
+from .drawing import annotate
 from .images import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from .video import iter_video_frames
 
@@ -136,6 +135,14 @@ class FerPredictor:
         """
         return self.predict_batch([image], detect_faces=detect_faces)[0]
 
+    def predict_annotated(
+        self, image: ImageInput, detect_faces: bool = True
+    ) -> tuple[Image.Image, list[dict[str, Any]]]:
+        """`predict`, plus an RGB copy of the image (EXIF-rotated) with the faces drawn on it."""
+        rgb = load_image(image, max_pixels=self.max_pixels)
+        faces = self.predict(rgb, detect_faces=detect_faces)
+        return annotate(rgb, faces), faces
+
     def predict_batch(
         self, images: Iterable[ImageInput], detect_faces: bool = True
     ) -> list[list[dict[str, Any]]]:
@@ -225,6 +232,8 @@ class _TorchRunner:
 
 class _OnnxRunner:
     def __init__(self, path: Path, num_threads: int | None):
+        from fer_hf.export.speed import onnx_session
+
         self.session = onnx_session(path, num_threads)
         outputs = [o.name for o in self.session.get_outputs()]
         self.has_valence_arousal = "valence_arousal" in outputs

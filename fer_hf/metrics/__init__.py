@@ -40,7 +40,8 @@ def expression_report(
     """
     metric = metric or load_metric("expression_classification")
     result = metric.compute(
-        predictions=np.asarray(predictions), references=np.asarray(references),
+        predictions=np.asarray(predictions),
+        references=np.asarray(references),
         num_labels=len(label_names),
     )
     recall = {
@@ -77,12 +78,12 @@ def valence_arousal_report(
 
 
 def build_compute_metrics(label_names: Sequence[str]) -> Callable[..., dict[str, float]]:
-    """The `Trainer(compute_metrics=...)` hook: flat float metrics for logging and best-model choice.
+    """The `Trainer(compute_metrics=...)` hook: flat float metrics for logs and the best model.
 
     Expects the Trainer to run with `label_names=["labels", "valence", "arousal"]`; predictions are
     the logits, or `(logits, valence_arousal)` for a model with the valence/arousal head. Keys:
-    `accuracy`, `balanced_accuracy`, `macro_f1`, `recall_<label>` and, when there are valence/arousal
-    predictions and references, the keys of `valence_arousal_report`.
+    `accuracy`, `balanced_accuracy`, `macro_f1`, `recall_<label>` and, when there are
+    valence/arousal predictions and references, the keys of `valence_arousal_report`.
     """
     label_names = list(label_names)
     classification = load_metric("expression_classification")

@@ -12,8 +12,9 @@ Regression metrics for valence or arousal in [-1, 1], as reported for AffectNet
 (Mollahosseini et al., 2017):
 
 - rmse: root mean squared error.
-- ccc: Lin's concordance correlation coefficient, 2 cov(x, y) / (var x + var y + (mean x - mean y)^2)
-  with population (1/N) moments; 1 = perfect agreement, it punishes shifts and scale errors.
+- ccc: Lin's concordance correlation coefficient,
+  2 cov(x, y) / (var x + var y + (mean x - mean y)^2) with population (1/N) moments;
+  1 = perfect agreement; unlike PCC it punishes shifts and scale errors.
 - pcc: Pearson correlation coefficient; NaN when either side is constant.
 - sagr: sign agreement, the fraction of pairs whose signs agree (zero counts as its own sign).
 
@@ -74,7 +75,9 @@ class ValenceArousal(evaluate.Metric):
                 "need at least one known value."
             )
         if np.isnan(x).any():
-            raise ValueError(f"{int(np.isnan(x).sum())} predictions are NaN; expected finite values.")
+            raise ValueError(
+                f"{int(np.isnan(x).sum())} predictions are NaN; expected finite values."
+            )
         mean_x, mean_y = x.mean(), y.mean()
         var_x, var_y = x.var(), y.var()
         cov = ((x - mean_x) * (y - mean_y)).mean()

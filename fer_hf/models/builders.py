@@ -31,9 +31,13 @@ from .modeling_fer import FerForExpressionRecognition
 logger = logging.getLogger(__name__)
 
 MODEL_KINDS: tuple[str, ...] = ("baseline", "vit", "factorized")
-BACKBONE_TYPES: dict[str, str] = {"baseline": "resnet", "vit": "vit", "factorized": "fer_factorized"}
-# Default input side per kind: FER2013's native 48 px for ours; a ResNet-18 gets 64 px (small
-# faces upsampled, the size its 32x stride was compared at); ViT-B/16 its pretraining 224 px.
+BACKBONE_TYPES: dict[str, str] = {
+    "baseline": "resnet",
+    "vit": "vit",
+    "factorized": "fer_factorized",
+}
+# Default input side per kind: FER2013's native 48 px for ours; 64 px for the ResNet-18, a usual
+# size for small faces (48 px crops upsampled); 224 px for ViT-B/16, its pretraining size.
 DEFAULT_IMAGE_SIZE: dict[str, int] = {"baseline": 64, "vit": 224, "factorized": 48}
 VARIANTS: dict[str, tuple[str, ...]] = {
     "baseline": ("resnet18", "resnet50"),
@@ -56,9 +60,7 @@ def register() -> None:
     AutoConfig.register(FactorizedConfig.model_type, FactorizedConfig, exist_ok=True)
     AutoModel.register(FactorizedConfig, FactorizedModel, exist_ok=True)
     AutoModel.register(FerConfig, FerForExpressionRecognition, exist_ok=True)
-    AutoModelForImageClassification.register(
-        FerConfig, FerForExpressionRecognition, exist_ok=True
-    )
+    AutoModelForImageClassification.register(FerConfig, FerForExpressionRecognition, exist_ok=True)
     AutoImageProcessor.register(
         FerConfig, slow_image_processor_class=FerImageProcessor, exist_ok=True
     )
@@ -168,7 +170,7 @@ def _channels_and_grayscale(
 
 
 def _split_overrides(backbone_config: PretrainedConfig, overrides: dict) -> tuple[dict, dict]:
-    """Split `overrides` into FerConfig fields and backbone config fields (named in its __init__)."""
+    """Split `overrides` into FerConfig fields and backbone config fields (its __init__ args)."""
     backbone_fields = set(inspect.signature(type(backbone_config).__init__).parameters)
     backbone_fields -= {"self", "kwargs", "num_channels", "image_size"}
     fer, backbone = {}, {}
@@ -254,7 +256,11 @@ def build_model(
             kind, image_size, num_channels=num_channels, variant=variant
         )
     fer_overrides, backbone_overrides = _split_overrides(backbone_config, config_overrides)
-    backbone_dict = {**backbone_config.to_dict(), **backbone_overrides, "num_channels": num_channels}
+    backbone_dict = {
+        **backbone_config.to_dict(),
+        **backbone_overrides,
+        "num_channels": num_channels,
+    }
     if hasattr(backbone_config, "image_size"):
         backbone_dict["image_size"] = image_size
     config = FerConfig(
@@ -283,7 +289,7 @@ def _resize_vit_positions(state: dict, key: str, new_grid: int) -> None:
 
 
 def _load_backbone(kind: str, source: str):
-    """(backbone module, its processor or None) from a Hub id or a local folder."""
+    """(backbone module, its processor or None, its input size or None) from a Hub id or folder."""
     try:
         config = AutoConfig.from_pretrained(source)
     except OSError as err:
@@ -292,6 +298,7 @@ def _load_backbone(kind: str, source: str):
             f"lookup failed ({err}). Pass a folder with config.json and model.safetensors, or a "
             "Hub id while online."
         ) from err
+    image_size = getattr(config, "image_size", None)
     if config.model_type == FerConfig.model_type:
         backbone = FerForExpressionRecognition.from_pretrained(source).backbone
     elif config.model_type in BACKBONE_TYPES.values():
@@ -312,7 +319,7 @@ def _load_backbone(kind: str, source: str):
         processor = AutoImageProcessor.from_pretrained(source)
     except (OSError, ValueError):
         processor = None
-    return backbone, processor
+    return backbone, processor, image_size
 
 
 def from_pretrained_backbone(
@@ -337,7 +344,7 @@ def from_pretrained_backbone(
     register()
     labels = _labels(num_classes)
     source = str(backbone_id_or_path)
-    backbone, source_processor = _load_backbone(kind, source)
+    backbone, source_processor, source_size = _load_backbone(kind, source)
     channels = backbone.config.num_channels
     requested = config_overrides.pop("num_channels", channels)
     if requested != channels:
@@ -345,18 +352,21 @@ def from_pretrained_backbone(
             f"The backbone in {source!r} takes {channels} input channels, got num_channels="
             f"{requested!r}; leave it unset (gray images are repeated to {channels} channels)."
         )
+    if grayscale is None:  # a fer-hf source model keeps its grayscale setting
+        grayscale = getattr(source_processor, "do_grayscale", None)
     num_channels, grayscale = _channels_and_grayscale(kind, channels, grayscale)
     state = backbone.state_dict()
     backbone_dict = backbone.config.to_dict()
     for key in ("id2label", "label2id", "architectures", "_name_or_path", "problem_type"):
         backbone_dict.pop(key, None)
     if image_size is None:
-        image_size = backbone_dict.get("image_size") or DEFAULT_IMAGE_SIZE[kind]
+        image_size = source_size or DEFAULT_IMAGE_SIZE[kind]
     if kind == "vit" and image_size != backbone_dict["image_size"]:
         patch = backbone_dict["patch_size"]
         if image_size % patch:
             raise ValueError(
-                f"`image_size` must be a multiple of the ViT's patch size {patch}, got {image_size}."
+                f"`image_size` must be a multiple of the ViT's patch size {patch}, got "
+                f"{image_size}."
             )
         _resize_vit_positions(state, "embeddings.position_embeddings", image_size // patch)
         backbone_dict["image_size"] = image_size

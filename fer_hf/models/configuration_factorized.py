@@ -11,8 +11,14 @@ FACTORIZATIONS = ("none", "spatial", "depthwise", "both")
 class FactorizedConfig(PretrainedConfig):
     r"""
     Configuration of [`FactorizedModel`], a small CNN of inverted residual blocks whose spatial
-    convolutions are factorized in one of four ways (the project's ablation). The defaults are the
-    network we ship for FER2013's 48x48 grayscale faces (about 12 MFLOPs per image).
+    convolutions are factorized in one of four ways (the project's ablation).
+
+    The defaults are the network we ship for FER2013's 48x48 grayscale faces: about 13 MFLOPs and
+    0.3M parameters per image. Like a ResNet it reaches a 12x12 map after two stride-2 steps (stem
+    and first block), then spends its budget on 4x-expanded blocks at 12x12, 6x6 and 3x3. Every
+    width is a multiple of 16, so ONNX Runtime's blocked (NCHWc) convolution kernels apply.
+    Squeeze-and-excitation is off by default: its pooling and gating nodes made batch-1 ONNX
+    Runtime latency about 3x longer on a 2-core CPU, too much for a real-time budget.
 
     Args:
         num_channels (`int`, *optional*, defaults to 1):
@@ -26,9 +32,9 @@ class FactorizedConfig(PretrainedConfig):
             Output channels of each stage.
         depths (`tuple[int]`, *optional*, defaults to `(1, 2, 2, 2)`):
             Inverted residual blocks per stage.
-        strides (`tuple[int]`, *optional*, defaults to `(1, 2, 2, 2)`):
+        strides (`tuple[int]`, *optional*, defaults to `(2, 1, 2, 2)`):
             Stride of the first block of each stage (1 or 2).
-        expand_ratios (`tuple[int]`, *optional*, defaults to `(1, 2, 4, 4)`):
+        expand_ratios (`tuple[int]`, *optional*, defaults to `(1, 4, 4, 4)`):
             Expansion factor of each stage's blocks (1 skips the 1x1 expansion convolution).
         kernel_size (`int`, *optional*, defaults to 3):
             Size k of the blocks' spatial convolutions (odd).
@@ -60,8 +66,8 @@ class FactorizedConfig(PretrainedConfig):
         stem_channels: int = 16,
         hidden_sizes: tuple[int, ...] = (16, 32, 64, 128),
         depths: tuple[int, ...] = (1, 2, 2, 2),
-        strides: tuple[int, ...] = (1, 2, 2, 2),
-        expand_ratios: tuple[int, ...] = (1, 2, 4, 4),
+        strides: tuple[int, ...] = (2, 1, 2, 2),
+        expand_ratios: tuple[int, ...] = (1, 4, 4, 4),
         kernel_size: int = 3,
         factorization: str = "depthwise",
         se_ratio: float = 0.0,

@@ -42,7 +42,7 @@ class FerConfig(PretrainedConfig):
     and an optional valence/arousal head.
 
     Args:
-        backbone_config (`PretrainedConfig` or `dict`, *optional*, defaults to `FactorizedConfig()`):
+        backbone_config (`PretrainedConfig` or `dict`, *optional*, defaults to `FactorizedConfig`):
             The backbone's config: a `ResNetConfig` (`"resnet"`), a `ViTConfig` (`"vit"`) or a
             [`FactorizedConfig`] (`"fer_factorized"`). Serialised as a dict with its `model_type`.
         valence_arousal (`bool`, *optional*, defaults to `False`):
@@ -113,8 +113,13 @@ class FerConfig(PretrainedConfig):
         self.image_size = image_size if image_size is not None else backbone_size or 224
         if backbone_config.model_type == "vit" and self.image_size != backbone_size:
             raise ValueError(
-                f"`image_size`={self.image_size!r} differs from the ViT backbone's {backbone_size}; "
-                "a ViT accepts one input size only."
+                f"`image_size`={self.image_size!r} differs from the ViT backbone's "
+                f"{backbone_size}; a ViT accepts one input size only."
+            )
+        if backbone_config.model_type == "vit" and self.image_size % backbone_config.patch_size:
+            raise ValueError(
+                f"`image_size`={self.image_size!r} is not a multiple of the ViT's patch size "
+                f"{backbone_config.patch_size}."
             )
         if self.image_size < min_image_size(backbone_config):
             raise ValueError(

@@ -91,7 +91,9 @@ class SqueezeExcitation(nn.Module):
         self.gate = nn.Sigmoid()
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
-        scale = self.gate(self.expand(self.act(self.reduce(self.pool(hidden_state)))))  # (B, C, 1, 1)
+        scale = self.gate(
+            self.expand(self.act(self.reduce(self.pool(hidden_state))))
+        )  # (B, C, 1, 1)
         return hidden_state * scale
 
 

@@ -25,7 +25,7 @@ class FerExpressionOutput(ModelOutput):
             Cross-entropy (+ `va_loss_weight` x the masked valence/arousal loss).
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
             Expression logits (before softmax).
-        valence_arousal (`torch.FloatTensor` of shape `(batch_size, 2)`, when the model has the head):
+        valence_arousal (`torch.FloatTensor` of shape `(batch_size, 2)`, with the head only):
             Predicted valence (column 0) and arousal (column 1), in [-1, 1].
         hidden_states (`tuple(torch.FloatTensor)`, returned when `output_hidden_states=True`):
             The backbone's hidden states (its embeddings/stem output, then each stage or layer).
@@ -237,7 +237,10 @@ class FerForExpressionRecognition(FerPreTrainedModel):
         self, prediction: torch.Tensor, valence: torch.Tensor | None, arousal: torch.Tensor | None
     ) -> torch.Tensor:
         unknown = torch.full(prediction.shape[:1], float("nan"), device=prediction.device)
-        columns = [unknown if t is None else t.to(prediction.device).float().reshape(-1) for t in (valence, arousal)]
+        columns = [
+            unknown if t is None else t.to(prediction.device).float().reshape(-1)
+            for t in (valence, arousal)
+        ]
         target = torch.stack(columns, dim=1)  # (B, 2)
         if self.config.va_loss == "ccc":
             return masked_ccc_loss(prediction, target)

@@ -1,4 +1,4 @@
-"""Training and evaluation: argument dataclasses, transforms, losses, `FerTrainer`, `train`, evaluate.
+"""Training and evaluation: arguments, transforms, losses, `FerTrainer`, `train`, `evaluate_model`.
 
 Imports fer_hf.data, models and metrics; never export, hub or cli. Heavy modules load lazily.
 """

@@ -32,9 +32,10 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Start from pretrained weights: a backbone (Hub id such as microsoft/resnet-18, "
-            "or a local folder written by save_pretrained; the head is re-initialised) or a fer-hf "
-            "model folder (fine-tuned as is). Default: random initialisation."
+            "help": "Start from pretrained weights: a backbone (Hub id such as "
+            "microsoft/resnet-18, or a local folder written by save_pretrained; the head is "
+            "re-initialised) or a fer-hf model folder (fine-tuned as is). Default: random "
+            "initialisation."
         },
     )
     image_size: int | None = field(
@@ -43,7 +44,9 @@ class ModelArguments:
     )
     valence_arousal: bool = field(
         default=False,
-        metadata={"help": "Add the valence/arousal head (the data must carry them, e.g. AffectNet)."},
+        metadata={
+            "help": "Add the valence/arousal head (the data must carry them, e.g. AffectNet)."
+        },
     )
     model_overrides: dict | str | None = field(
         default=None,
@@ -59,7 +62,8 @@ class ModelArguments:
                 self.model_overrides = json.loads(self.model_overrides)
             except json.JSONDecodeError as err:
                 raise ValueError(
-                    f"`model_overrides` must be a JSON object, got {self.model_overrides!r} ({err})."
+                    f"`model_overrides` must be a JSON object, got {self.model_overrides!r} "
+                    f"({err})."
                 ) from None
         if self.model_overrides is not None and not isinstance(self.model_overrides, dict):
             raise TypeError(
@@ -76,8 +80,8 @@ class DataArguments:
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "A `fer-hf prepare` output folder, or (with --source) a raw dataset folder that "
-            "is prepared on the fly. Required."
+            "help": "A `fer-hf prepare` output folder, or (with --source) a raw dataset folder "
+            "that is prepared on the fly. Required."
         },
     )
     source: Literal["prepared", "fer2013", "affectnet", "folder"] = field(
@@ -130,7 +134,9 @@ class DataArguments:
     brightness: float = field(
         default=0.2, metadata={"help": "Brightness jitter: factor in [1 - b, 1 + b]."}
     )
-    contrast: float = field(default=0.2, metadata={"help": "Contrast jitter: factor in [1 - c, 1 + c]."})
+    contrast: float = field(
+        default=0.2, metadata={"help": "Contrast jitter: factor in [1 - c, 1 + c]."}
+    )
     erasing_prob: float = field(
         default=0.25, metadata={"help": "Random erasing probability (one rectangle, 2-20% area)."}
     )
@@ -146,9 +152,7 @@ class DataArguments:
         for name in ("crop_scale", "crop_ratio"):
             low_high = getattr(self, name)
             if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1]:
-                raise ValueError(
-                    f"`{name}` must be two numbers 0 < low <= high, got {low_high!r}."
-                )
+                raise ValueError(f"`{name}` must be two numbers 0 < low <= high, got {low_high!r}.")
         if self.crop_scale[1] > 1:
             raise ValueError(f"`crop_scale` must lie in (0, 1], got {self.crop_scale!r}.")
         for name in ("hflip_prob", "erasing_prob", "brightness", "contrast"):
@@ -203,8 +207,10 @@ class FerTrainingArguments(TrainingArguments):
     )
     class_weight_method: Literal["inverse", "effective"] = field(
         default="inverse",
-        metadata={"help": "Class weights for weighted_loss/focal: inverse frequency or effective "
-                  "number of samples (Cui et al., 2019)."},
+        metadata={
+            "help": "Class weights for weighted_loss/focal: inverse frequency or effective "
+            "number of samples (Cui et al., 2019)."
+        },
     )
     focal_gamma: float = field(default=2.0, metadata={"help": "Focal loss focusing parameter."})
     teacher_model: str | None = field(
@@ -301,7 +307,7 @@ def parse_args(
     )
     if extra:
         raise ValueError(
-            f"Unknown argument(s) {extra}; see `{prog or 'python train.py'} --help` for the accepted "
-            "ones."
+            f"Unknown argument(s) {extra}; see `{prog or 'python train.py'} --help` for the "
+            "accepted ones."
         )
     return model_args, data_args, training_args

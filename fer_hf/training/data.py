@@ -1,4 +1,4 @@
-"""Training data: load a prepared folder (or prepare a raw source on the fly), check it, describe it.
+"""Training data: load a prepared folder (or prepare a raw source on the fly), check, describe.
 
 Imports fer_hf.data and fer_hf.labels only; every check runs before a model is built.
 """
@@ -102,8 +102,10 @@ def load_training_data(data_args, seed: int) -> TrainingData:
     train = _split(splits, data_args.train_split, "train", data_args.dataset)
     evaluation = _split(splits, data_args.eval_split, "eval", data_args.dataset)
     test = None
-    if data_args.test_split and data_args.test_split in splits and data_args.test_split not in (
-        data_args.train_split, data_args.eval_split
+    if (
+        data_args.test_split
+        and data_args.test_split in splits
+        and data_args.test_split not in (data_args.train_split, data_args.eval_split)
     ):
         test = _split(splits, data_args.test_split, "test", data_args.dataset)
 
@@ -126,11 +128,17 @@ def load_training_data(data_args, seed: int) -> TrainingData:
         "class_counts_before": before or _counts(train_labels, names),
         "class_counts_after": _counts(train_labels, names),
         "resample": resample,
-        "splits": {"train": data_args.train_split, "eval": data_args.eval_split,
-                   "test": test is not None and data_args.test_split or None},
-        "num_records": {"train": len(train), "eval": len(evaluation),
-                        **({"test": len(test)} if test is not None else {})},
-    }  # fmt: skip
+        "splits": {
+            "train": data_args.train_split,
+            "eval": data_args.eval_split,
+            "test": test is not None and data_args.test_split or None,
+        },
+        "num_records": {
+            "train": len(train),
+            "eval": len(evaluation),
+            **({"test": len(test)} if test is not None else {}),
+        },
+    }
     return TrainingData(train=train, eval=evaluation, test=test, num_classes=num_classes, info=info)
 
 

@@ -109,13 +109,20 @@ def predict(model, processor, dataset, batch_size: int = 64, tta: str = "none", 
                 torch.stack([o.logits.float().softmax(-1) for o in outputs]).mean(0).cpu()
             )
             if outputs[0].valence_arousal is not None:
-                affect.append(torch.stack([o.valence_arousal.float() for o in outputs]).mean(0).cpu())
+                affect.append(
+                    torch.stack([o.valence_arousal.float() for o in outputs]).mean(0).cpu()
+                )
             labels.append(batch["labels"])
             valence.append(batch["valence"])
             arousal.append(batch["arousal"])
     cat = lambda parts: torch.cat(parts).numpy()  # noqa: E731
-    return (cat(probabilities), cat(affect) if affect else None, cat(labels), cat(valence),
-            cat(arousal))  # fmt: skip
+    return (
+        cat(probabilities),
+        cat(affect) if affect else None,
+        cat(labels),
+        cat(valence),
+        cat(arousal),
+    )
 
 
 def plot_confusion_matrix(matrix, labels, path: str | Path, title: str | None = None) -> Path:
@@ -133,14 +140,24 @@ def plot_confusion_matrix(matrix, labels, path: str | Path, title: str | None = 
     image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), [f"{name} ({int(n)})" for name, n in zip(labels, totals[:, 0], strict=True)])
+    ax.set_yticks(
+        range(len(labels)),
+        [f"{name} ({int(n)})" for name, n in zip(labels, totals[:, 0], strict=True)],
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (count)")
     for i in range(len(labels)):
         for j in range(len(labels)):
             value = normalised[i, j]
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if value > 0.5 else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if value > 0.5 else "black",
+            )
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -220,4 +237,3 @@ def format_metrics_table(metrics: dict) -> str:
     ]
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key:<{width}}  {value:>8}" for key, value in rows)
-

@@ -65,10 +65,14 @@ class ClassBalancedSampler(Sampler[int]):
     run draws what the interrupted one would have.
     """
 
-    def __init__(self, labels: Sequence[int] | np.ndarray, seed: int, num_samples: int | None = None):
+    def __init__(
+        self, labels: Sequence[int] | np.ndarray, seed: int, num_samples: int | None = None
+    ):
         labels = np.asarray(labels, dtype=np.int64)
         if labels.ndim != 1 or labels.size == 0:
-            raise ValueError(f"`labels` must be a non-empty 1-D sequence, got shape {labels.shape}.")
+            raise ValueError(
+                f"`labels` must be a non-empty 1-D sequence, got shape {labels.shape}."
+            )
         counts = np.bincount(labels)
         self.weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
         self.num_samples = int(num_samples if num_samples is not None else labels.size)
@@ -83,7 +87,9 @@ class ClassBalancedSampler(Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        draw = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
+        draw = torch.multinomial(
+            self.weights, self.num_samples, replacement=True, generator=generator
+        )
         return iter(draw.tolist())
 
 

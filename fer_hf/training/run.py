@@ -1,4 +1,4 @@
-"""One training run end to end: checks, data, model, `FerTrainer`, best model and `train_summary.json`.
+"""One training run end to end: checks, data, model, `FerTrainer`, best model, train_summary.json.
 
 Imports fer_hf.data, models, metrics and training siblings; never export, hub or cli.
 """
@@ -21,7 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..data import class_weights as compute_class_weights
 from ..metrics import build_compute_metrics
-from ..models import build_model, from_pretrained_backbone, register
+from ..models import BACKBONE_TYPES, build_model, from_pretrained_backbone, register
 from .data import TrainingData, has_valence_arousal, load_training_data
 from .trainer import FerTrainer, describe_loss, write_json
 from .transforms import Augmentation, FerTransform, collate
@@ -30,11 +30,25 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "train_summary.json"
 _HYPERPARAMETERS = (
-    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-    "per_device_eval_batch_size", "gradient_accumulation_steps", "weight_decay", "optim",
-    "lr_scheduler_type", "warmup_ratio", "warmup_steps", "max_grad_norm", "seed", "bf16", "fp16",
-    "torch_compile", "dataloader_num_workers", "metric_for_best_model",
-)  # fmt: skip
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "optim",
+    "lr_scheduler_type",
+    "warmup_ratio",
+    "warmup_steps",
+    "max_grad_norm",
+    "seed",
+    "bf16",
+    "fp16",
+    "torch_compile",
+    "dataloader_num_workers",
+    "metric_for_best_model",
+)
 
 
 def _read_config(folder: Path) -> dict | None:
@@ -75,6 +89,13 @@ def build_model_for(model_args, data: TrainingData, valence_arousal: bool):
         and bool(config.get("valence_arousal")) == valence_arousal
     )
     if same_head:  # continue training a fer-hf model with its own heads
+        backbone = config.get("backbone_config", {}).get("model_type")
+        if backbone != BACKBONE_TYPES[model_args.model_kind]:
+            raise ValueError(
+                f"{source} holds a {backbone!r} backbone but --model_kind is "
+                f"{model_args.model_kind!r} (a {BACKBONE_TYPES[model_args.model_kind]!r} "
+                "backbone); set the model kind the folder was trained as."
+            )
         if model_args.image_size is not None or overrides:
             raise ValueError(
                 f"{source} is a complete fer-hf model; its image size and config are fixed, so "
@@ -121,7 +142,9 @@ def _resume_checkpoint(training_args) -> str | None:
     last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
     if requested is None:
         if last is not None and not training_args.overwrite_output_dir:
-            logger.warning("Checkpoint found, resuming from %s (--overwrite_output_dir to restart).", last)
+            logger.warning(
+                "Checkpoint found, resuming from %s (--overwrite_output_dir to restart).", last
+            )
             return last
         return None
     if requested.lower() in ("true", "last"):
@@ -131,7 +154,9 @@ def _resume_checkpoint(training_args) -> str | None:
             )
         return last
     if not os.path.isdir(requested):
-        raise FileNotFoundError(f"--resume_from_checkpoint {requested!r} is not a checkpoint folder.")
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {requested!r} is not a checkpoint folder."
+        )
     return requested
 
 

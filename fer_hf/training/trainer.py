@@ -18,8 +18,16 @@ from ..models.modeling_fer import masked_ccc_loss, masked_l1_loss
 from .losses import ClassBalancedSampler, distillation_loss, focal_loss
 from .transforms import convert_pixel_values
 
-_PROCESSOR_FIELDS = ("size", "do_grayscale", "num_channels", "do_rescale", "rescale_factor",
-                     "do_normalize", "image_mean", "image_std")  # fmt: skip
+_PROCESSOR_FIELDS = (
+    "size",
+    "do_grayscale",
+    "num_channels",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+)
 
 
 class FerTrainer(Trainer):
@@ -48,7 +56,9 @@ class FerTrainer(Trainer):
             raise ValueError("imbalance='sampler' needs `train_labels` (the train split's labels).")
         self.train_labels = train_labels
         self.class_weights = (
-            torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+            torch.as_tensor(class_weights, dtype=torch.float32)
+            if class_weights is not None
+            else None
         )
         self.teacher = teacher
         self.teacher_processor = teacher_processor
@@ -84,7 +94,9 @@ class FerTrainer(Trainer):
             loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing)
         if self.teacher is not None:
             with torch.no_grad():
-                teacher_logits = self.teacher(pixel_values=self._teacher_inputs(model, inputs)).logits
+                teacher_logits = self.teacher(
+                    pixel_values=self._teacher_inputs(model, inputs)
+                ).logits
             alpha = self.args.distillation_alpha
             kd = distillation_loss(logits, teacher_logits, self.args.distillation_temperature)
             loss = alpha * kd + (1 - alpha) * loss
@@ -107,7 +119,10 @@ class FerTrainer(Trainer):
         config = self.accelerator.unwrap_model(model).config
         unknown = torch.full(prediction.shape[:1], float("nan"), device=prediction.device)
         target = torch.stack(
-            [inputs.get(name, unknown).to(prediction.device).float() for name in ("valence", "arousal")],
+            [
+                inputs.get(name, unknown).to(prediction.device).float()
+                for name in ("valence", "arousal")
+            ],
             dim=1,
         )  # (B, 2)
         va_loss = masked_ccc_loss if config.va_loss == "ccc" else masked_l1_loss

@@ -1,4 +1,4 @@
-"""On-the-fly data transforms for `Dataset.with_transform`: train augmentation and eval preprocessing.
+"""On-the-fly transforms for `Dataset.with_transform`: train augmentation, eval preprocessing.
 
 All preprocessing numbers (size, grayscale, mean/std) come from the model's FerImageProcessor, so
 training, evaluation and inference see identical inputs. Pure torch + PIL (no torchvision).
@@ -104,6 +104,16 @@ class FerTransform:
         }
 
     def augment(self, images: list[PIL.Image.Image]) -> torch.Tensor:
+        # The tensors here are small: intra-op threads cost more than they save, and they stall
+        # (10x slower, measured) when the training step keeps the other cores busy.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._augment(images)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _augment(self, images: list[PIL.Image.Image]) -> torch.Tensor:
         aug = self.augmentation
         images = [image.convert(self.mode) for image in images]
         boxes = _random_boxes([image.size for image in images], aug.crop_scale, aug.crop_ratio)
@@ -127,8 +137,9 @@ class FerTransform:
             theta[:, 0, 0], theta[:, 0, 1] = cos * sign, -sin
             theta[:, 1, 0], theta[:, 1, 1] = sin * sign, cos
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
-                              align_corners=False)
+            x = F.grid_sample(
+                x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+            )
         else:
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 

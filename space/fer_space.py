@@ -1,0 +1,265 @@
+"""Serving logic of the fer-hf Space: which models, lazy loading and ONNX export, webcam smoothing.
+
+Plain Python (no gradio), so it is unit-tested without a server. Uses only fer_hf's public API.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from fer_hf.inference import (
+    BACKENDS,
+    DEFAULT_MODEL_DIR,
+    ONNX_FILE_NAMES,
+    FerPredictor,
+    HaarCascadeDetector,
+    expand_box,
+    load_image,
+)
+
+logger = logging.getLogger("fer_hf.space")
+
+BUNDLED_KINDS = ("factorized", "baseline", "vit")  # the default model comes first
+MAX_PIXELS = 40_000_000  # larger photos are refused (decompression bombs, memory)
+
+
+def model_sources(spec: str | None = None, space_readme: Path | None = None) -> dict[str, str]:
+    """Dropdown name -> local model folder or Hub id; the first entry is the default model.
+
+    `spec` is FER_HF_MODELS: comma-separated `name=location` or `location` entries. Without it, a
+    Space (SPACE_ID set) serves the Hub ids listed under `models:` in its README header, and a
+    checkout serves the bundled checkpoints/fer2013-{factorized,baseline,vit} that exist (the
+    factorized one always, so a missing checkpoint is reported when used, not at start-up).
+    """
+    if spec is not None and spec.strip():
+        sources: dict[str, str] = {}
+        for entry in filter(None, (e.strip() for e in spec.split(","))):
+            name, sep, location = (part.strip() for part in entry.partition("="))
+            if not sep:
+                name, location = Path(name.rstrip("/")).name, name
+            if not name or not location:
+                raise ValueError(
+                    f"FER_HF_MODELS entry {entry!r} is incomplete; use `name=folder-or-hub-id` "
+                    "or `folder-or-hub-id`, comma-separated."
+                )
+            if name in sources:
+                raise ValueError(f"FER_HF_MODELS names the model {name!r} twice: {spec!r}.")
+            sources[name] = location
+        return sources
+    if space_readme is not None and space_readme.is_file():
+        from huggingface_hub import metadata_load
+
+        ids = (metadata_load(space_readme) or {}).get("models") or []
+        if ids:
+            return {repo_id.split("/")[-1]: repo_id for repo_id in ids}
+    bundled = DEFAULT_MODEL_DIR.parent
+    sources = {}
+    for kind in BUNDLED_KINDS:
+        folder = bundled / f"fer2013-{kind}"
+        if kind == BUNDLED_KINDS[0] or folder.is_dir():
+            sources[folder.name] = str(folder)
+    return sources
+
+
+class LockedDetector:
+    """A shared detector for concurrent requests: OpenCV cascades are not thread-safe."""
+
+    def __init__(self, detector: HaarCascadeDetector):
+        self._detector = detector
+        self._lock = threading.Lock()
+
+    def detect(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+        with self._lock:
+            return self._detector.detect(image)
+
+
+class ModelZoo:
+    """Predictors by (model name, backend), loaded on first use and kept.
+
+    ONNX backends read a release's `onnx/` subfolder (or an export folder) when present; otherwise
+    the model is exported once (fp32 + dynamic int8) into `cache_dir`.
+    """
+
+    def __init__(self, sources: dict[str, str], cache_dir: str | Path):
+        if not sources:
+            raise ValueError("No models to serve; set FER_HF_MODELS to `name=folder-or-hub-id`.")
+        self.sources = dict(sources)
+        self.cache_dir = Path(cache_dir)
+        self.detector = LockedDetector(HaarCascadeDetector())
+        self.video_detector = LockedDetector(HaarCascadeDetector.for_video())
+        self._loaded: dict[tuple[str, str], FerPredictor] = {}
+        self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in sources}
+
+    def get(self, name: str, backend: str) -> FerPredictor:
+        if name not in self.sources:
+            raise ValueError(f"Unknown model {name!r}; expected one of {list(self.sources)}.")
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown backend {backend!r}; expected one of {list(BACKENDS)}.")
+        key = (name, backend)
+        if key not in self._loaded:
+            with self._locks[name]:  # one load (or export) per model at a time
+                if key not in self._loaded:
+                    start = time.perf_counter()
+                    self._loaded[key] = self._load(name, backend)
+                    logger.info(
+                        "Loaded %s (%s) in %.1fs", name, backend, time.perf_counter() - start
+                    )
+        return self._loaded[key]
+
+    def predict_frame(
+        self, name: str, backend: str, frame: np.ndarray
+    ) -> tuple[Image.Image, list[dict[str, Any]], list[str]]:
+        """A webcam frame's image, faces and label order: fast video detector, one model batch."""
+        predictor = self.get(name, backend)
+        image = load_image(frame)
+        boxes = self.video_detector.detect(np.asarray(image))
+        crops = []
+        for box in boxes:
+            x, y, w, h = expand_box(box, predictor.margin, *image.size)
+            crops.append(image.crop((x, y, x + w, y + h)))
+        results = predictor.classify(crops)
+        faces = [{"box": list(b), **r} for b, r in zip(boxes, results, strict=True)]
+        return image, faces, predictor.labels
+
+    def _load(self, name: str, backend: str) -> FerPredictor:
+        folder = self._local_folder(name)
+        if backend != "torch":
+            file_name = ONNX_FILE_NAMES[backend]
+            if not any((folder / sub / file_name).is_file() for sub in ("", "onnx")):
+                folder = self._export(folder)
+        return FerPredictor.from_pretrained(
+            folder, backend=backend, detector=self.detector, max_pixels=MAX_PIXELS
+        )
+
+    def _local_folder(self, name: str) -> Path:
+        location = self.sources[name]
+        folder = Path(location)
+        if folder.is_dir():
+            return folder
+        if location.count("/") == 1 and not location.startswith((".", "/", "~")):
+            from huggingface_hub import snapshot_download
+
+            try:
+                return Path(snapshot_download(location))
+            except Exception as err:  # offline, unknown repo, gated, network: one message
+                raise FileNotFoundError(
+                    f"Model {name!r}: {location!r} is not a local folder and could not be "
+                    f"fetched from the Hub ({type(err).__name__}: {err})."
+                ) from None
+        raise FileNotFoundError(
+            f"Model {name!r}: folder {location!r} does not exist. Train it (see README), or "
+            "point FER_HF_MODELS at a model folder, e.g. one made with `fer-hf init`."
+        )
+
+    def _export(self, folder: Path) -> Path:
+        from fer_hf.export import export_model
+
+        weights = sorted(folder.glob("*.safetensors"))
+        stamp = "|".join([str(folder.resolve())] + [f"{w.stat().st_mtime_ns}" for w in weights])
+        target = self.cache_dir / hashlib.sha256(stamp.encode()).hexdigest()[:16]
+        if (target / ONNX_FILE_NAMES["onnx-int8"]).is_file():
+            return target
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=self.cache_dir))
+        logger.info("Exporting %s to ONNX in %s (first use)", folder, target)
+        try:
+            report = export_model(
+                folder, partial, quantize_mode="dynamic", num_validation=64, measure_speed=False
+            )
+            if not report["passed"]:
+                logger.warning("ONNX parity check failed for %s; see %s", folder, target)
+            try:
+                os.replace(partial, target)  # atomic: a half-written export is never picked up
+            except OSError:  # another process exported the same model first
+                if not (target / ONNX_FILE_NAMES["onnx-int8"]).is_file():
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return target
+
+
+class FaceTracks:
+    """Per-session webcam smoothing: each face's probabilities averaged over its last frames.
+
+    Faces are matched to the previous frame's by box overlap (IoU), so with several people in
+    view each keeps its own history; a face unseen for `max_missing` frames is forgotten.
+    """
+
+    def __init__(self, window: int = 8, max_missing: int = 5, min_iou: float = 0.3):
+        self.window, self.max_missing, self.min_iou = window, max_missing, min_iou
+        self.labels: list[str] = []
+        self.tracks: list[dict[str, Any]] = []
+
+    def update(self, faces: list[dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
+        if labels != self.labels:  # another model: histories are not comparable
+            self.labels, self.tracks = list(labels), []
+        free = list(self.tracks)
+        smoothed = []
+        for face in faces:
+            best = max(free, key=lambda t: _iou(t["box"], face["box"]), default=None)
+            if best is None or _iou(best["box"], face["box"]) < self.min_iou:
+                best = {"history": deque(maxlen=self.window)}
+                self.tracks.append(best)
+            else:
+                free.remove(best)
+            va = (face["valence"], face["arousal"])
+            best.update(box=face["box"], missing=0)
+            best["history"].append(([face["scores"][k] for k in labels], va))
+            scores = np.mean([h[0] for h in best["history"]], axis=0)
+            mean_va = [None, None]
+            if va[0] is not None:
+                mean_va = np.mean([h[1] for h in best["history"]], axis=0).tolist()
+            smoothed.append(
+                {
+                    "box": face["box"],
+                    "label": labels[int(scores.argmax())],
+                    "scores": dict(zip(labels, scores.tolist(), strict=True)),
+                    "valence": mean_va[0],
+                    "arousal": mean_va[1],
+                }
+            )
+        for track in free:
+            track["missing"] += 1
+        self.tracks = [t for t in self.tracks if t["missing"] <= self.max_missing]
+        return smoothed
+
+
+def _iou(a: Sequence[int], b: Sequence[int]) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    union = a[2] * a[3] + b[2] * b[3] - ix * iy
+    return ix * iy / union if union else 0.0
+
+
+def read_upload(payload: dict[str, Any] | str | None) -> Image.Image | None:
+    """The RGB image of an un-preprocessed gr.Image payload; clear errors for bad files."""
+    if payload is None:
+        return None
+    if isinstance(payload, str):  # a plain path (e.g. from an example)
+        payload = {"path": payload}
+    if not isinstance(payload, dict):
+        raise TypeError(f"Expected an image file payload, got {type(payload).__name__}.")
+    path, url = payload.get("path"), payload.get("url") or ""
+    name = payload.get("orig_name") or (Path(path).name if path else "pasted image")
+    try:
+        if path:
+            return load_image(path, max_pixels=MAX_PIXELS)
+        if url.startswith("data:"):
+            return load_image(base64.b64decode(url.partition(",")[2]), max_pixels=MAX_PIXELS)
+    except ValueError as err:  # name the user's file, not the server's copy of it
+        raise ValueError(str(err).replace(repr(str(path)), repr(name))) from None
+    raise ValueError(f"The upload {name!r} carries no file; upload the image again.")
