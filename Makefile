@@ -38,3 +38,8 @@ DATA ?= ../shared/data/fer2013
 OUT ?= prepared/fer2013
 prepare: $(BIN)/.installed
 	$(BIN)/fer-hf prepare fer2013 --data-dir $(DATA) --output $(OUT) --resample oversample
+
+# The Gradio demo (space/app.py) on the bundled checkpoints/fer2013-*, offline, on
+# http://127.0.0.1:7860 (GRADIO_SERVER_PORT / FER_HF_MODELS override; see space/README.md).
+demo: $(BIN)/.installed
+	$(BIN)/python space/app.py

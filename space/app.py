@@ -134,7 +134,7 @@ def build_demo(
     `cache_dir` receives ONNX exports made on first use; `concurrency` bounds the simultaneous
     predictions (photos and API calls share one pool, webcam streams have their own).
     """
-    zoo = ModelZoo(sources, cache_dir)
+    zoo = ModelZoo(sources, cache_dir, workers=concurrency)
     names = list(sources)
     hidden_plot = gr.update(visible=False, value=None)
 
@@ -163,11 +163,14 @@ def build_demo(
             raise ValueError("No image received; send an image file.")
         return zoo.get(model, backend).predict(image)
 
-    @user_errors
     def webcam_frame(frame: np.ndarray | None, model, backend, tracks: FaceTracks):
         if frame is None:
             return None, "", tracks
-        image, faces, labels = zoo.predict_frame(model, backend, frame)
+        try:
+            image, faces, labels = zoo.predict_frame(model, backend, frame)
+        except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+            # Shown in place of the bars: an error toast 10 times a second would bury the page.
+            return None, f"<p><b>Error:</b> {html.escape(str(err))}</p>", tracks
         faces = tracks.update(faces, labels)
         bars = bars_html(faces, labels) if faces else "No face in view."
         return annotate(image, faces), bars, tracks
@@ -186,6 +189,12 @@ def build_demo(
         ) as demo:
             gr.Markdown("# fer-hf: facial expression recognition")
             gr.Markdown(RESPONSIBLE_USE, elem_id="responsible-use")
+            if zoo.missing():
+                gr.Markdown(
+                    f"**Not available yet:** {', '.join(zoo.missing())} (no such folder). Train "
+                    "the model or set FER_HF_MODELS; see space/README.md.",
+                    elem_id="missing-models",
+                )
             with gr.Row():
                 model = gr.Dropdown(names, value=names[0], label="Model", elem_id="model")
                 backend = gr.Radio(

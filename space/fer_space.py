@@ -9,12 +9,13 @@ import base64
 import hashlib
 import logging
 import os
+import queue
 import shutil
 import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +76,25 @@ def model_sources(spec: str | None = None, space_readme: Path | None = None) -> 
     return sources
 
 
-class LockedDetector:
-    """A shared detector for concurrent requests: OpenCV cascades are not thread-safe."""
+class DetectorPool:
+    """Face detection for concurrent requests. OpenCV cascades are not thread-safe, so each call
+    borrows one of at most `size` detectors, built by `factory` when first needed."""
 
-    def __init__(self, detector: HaarCascadeDetector):
-        self._detector = detector
-        self._lock = threading.Lock()
+    def __init__(self, factory: Callable[[], HaarCascadeDetector], size: int):
+        self._factory = factory
+        self._free: queue.LifoQueue[HaarCascadeDetector] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
 
     def detect(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
-        with self._lock:
-            return self._detector.detect(image)
+        with self._slots:
+            try:
+                detector = self._free.get_nowait()
+            except queue.Empty:
+                detector = self._factory()
+            try:
+                return detector.detect(image)
+            finally:
+                self._free.put(detector)
 
 
 class ModelZoo:
@@ -94,15 +104,23 @@ class ModelZoo:
     the model is exported once (fp32 + dynamic int8) into `cache_dir`.
     """
 
-    def __init__(self, sources: dict[str, str], cache_dir: str | Path):
+    def __init__(self, sources: dict[str, str], cache_dir: str | Path, workers: int = 2):
         if not sources:
             raise ValueError("No models to serve; set FER_HF_MODELS to `name=folder-or-hub-id`.")
         self.sources = dict(sources)
         self.cache_dir = Path(cache_dir)
-        self.detector = LockedDetector(HaarCascadeDetector())
-        self.video_detector = LockedDetector(HaarCascadeDetector.for_video())
+        self.detector = DetectorPool(HaarCascadeDetector, workers)
+        self.video_detector = DetectorPool(HaarCascadeDetector.for_video, workers)
         self._loaded: dict[tuple[str, str], FerPredictor] = {}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in sources}
+
+    def missing(self) -> list[str]:
+        """Models whose local folder does not exist (Hub ids are only checked when used)."""
+        return [
+            name
+            for name, location in self.sources.items()
+            if not _is_hub_id(location) and not Path(location).is_dir()
+        ]
 
     def get(self, name: str, backend: str) -> FerPredictor:
         if name not in self.sources:
@@ -150,7 +168,7 @@ class ModelZoo:
         folder = Path(location)
         if folder.is_dir():
             return folder
-        if location.count("/") == 1 and not location.startswith((".", "/", "~")):
+        if _is_hub_id(location):
             from huggingface_hub import snapshot_download
 
             try:
@@ -236,6 +254,10 @@ class FaceTracks:
             track["missing"] += 1
         self.tracks = [t for t in self.tracks if t["missing"] <= self.max_missing]
         return smoothed
+
+
+def _is_hub_id(location: str) -> bool:
+    return location.count("/") == 1 and not location.startswith((".", "/", "~"))
 
 
 def _iou(a: Sequence[int], b: Sequence[int]) -> float:

@@ -1,4 +1,4 @@
-"""Test helpers for the Gradio Space: launch space/app.py in a subprocess on a free loopback port."""
+"""Gradio Space test helpers: launch space/app.py in a subprocess on a free loopback port."""
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def running_app(models: str, workdir: Path, timeout_s: float = 180.0) -> Iterato
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"space/app.py exited with {proc.returncode}:\n{_tail(log_path)}")
+                raise RuntimeError(
+                    f"space/app.py exited with {proc.returncode}:\n{_tail(log_path)}"
+                )
             try:
                 with urllib.request.urlopen(url + "config", timeout=5) as response:
                     if response.status == 200:

@@ -86,7 +86,9 @@ def test_bad_upload_is_a_clear_error_and_the_app_keeps_serving(space, name, mess
 def test_unknown_or_missing_model_is_a_clear_error(space):
     with pytest.raises(AppError, match=r"Unknown model 'vit'; expected one of \['tiny', 'missing'"):
         predict(space, "astronaut", "vit")
-    with pytest.raises(AppError, match=r"Model 'missing': folder .*not-trained-yet' does not exist"):
+    with pytest.raises(
+        AppError, match=r"Model 'missing': folder .*not-trained-yet' does not exist"
+    ):
         predict(space, "astronaut", "missing")
     with pytest.raises(AppError, match=r"Unknown backend 'tensorrt'"):
         predict(space, "astronaut", "tiny", "tensorrt")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_space import SPACE_DIR, write_photos
+from PIL import Image
 
 from fer_hf.inference import DEFAULT_MODEL_DIR
 from fer_hf.models import build_model, tiny_config
@@ -90,14 +91,19 @@ def test_zoo_uses_a_release_onnx_subfolder(fer_space, tiny_model, tmp_path):
 
 def test_zoo_errors_name_the_problem(fer_space, tiny_model, tmp_path):
     zoo = fer_space.ModelZoo({"tiny": str(tiny_model), "gone": str(tmp_path / "gone")}, tmp_path)
-    with pytest.raises(ValueError, match=r"Unknown model 'vit'; expected one of \['tiny', 'gone'\]"):
+    with pytest.raises(
+        ValueError, match=r"Unknown model 'vit'; expected one of \['tiny', 'gone'\]"
+    ):
         zoo.get("vit", "torch")
     with pytest.raises(ValueError, match=r"Unknown backend 'cuda'"):
         zoo.get("tiny", "cuda")
+    assert zoo.missing() == ["gone"]
     with pytest.raises(FileNotFoundError, match=r"Model 'gone': folder .*gone' does not exist"):
         zoo.get("gone", "torch")
     offline = fer_space.ModelZoo({"hub": "nobody/no-such-fer-model"}, tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"'nobody/no-such-fer-model' is not a local folder"):
+    with pytest.raises(
+        FileNotFoundError, match=r"'nobody/no-such-fer-model' is not a local folder"
+    ):
         offline.get("hub", "torch")
     with pytest.raises(ValueError, match=r"No models to serve"):
         fer_space.ModelZoo({}, tmp_path)
@@ -108,9 +114,8 @@ def test_webcam_frames_use_the_video_detector(fer_space, tiny_model, tmp_path):
 
     zoo = fer_space.ModelZoo({"tiny": str(tiny_model)}, tmp_path)
     frame = np.full((480, 640, 3), 90, np.uint8)
-    frame[:, 120:520] = np.asarray(
-        __import__("PIL.Image").Image.fromarray(data.astronaut()[0:300, 80:330]).resize((400, 480))
-    )
+    head = Image.fromarray(data.astronaut()[0:300, 80:330]).resize((400, 480))
+    frame[:, 120:520] = np.asarray(head)
     image, faces, labels = zoo.predict_frame("tiny", "torch", frame)
     assert image.size == (640, 480) and len(faces) == 1 and len(labels) == 7
     assert set(faces[0]) == {"box", "label", "scores", "valence", "arousal"}
@@ -163,7 +168,9 @@ def test_face_tracks_smooth_flicker_per_face(fer_space):
     for _ in range(tracks.max_missing + 1):
         tracks.update([_face((200, 20, 60, 60), [0.1, 0.1, 0.8])], labels)
     assert len(tracks.tracks) == 1
-    out = tracks.update([_face((10, 10, 50, 50), [0.6, 0.2, 0.2], ("a", "b", "c"))], ["a", "b", "c"])
+    out = tracks.update(
+        [_face((10, 10, 50, 50), [0.6, 0.2, 0.2], ("a", "b", "c"))], ["a", "b", "c"]
+    )
     assert out[0]["scores"] == {"a": 0.6, "b": 0.2, "c": 0.2} and len(tracks.tracks) == 1
 
 
@@ -173,3 +180,48 @@ def test_face_tracks_average_valence_arousal(fer_space):
         face = {**_face((0, 0, 40, 40), [0.2, 0.5, 0.3]), "valence": va[0], "arousal": va[1]}
         (out,) = tracks.update([face], ["neutral", "happy", "sad"])
     assert out["valence"] == pytest.approx(0.6) and out["arousal"] == pytest.approx(0.1)
+
+
+def test_detector_pool_bounds_concurrency_and_reuses_detectors(fer_space):
+    import threading
+    import time
+
+    state = {"running": 0, "peak": 0, "built": 0}
+    lock = threading.Lock()
+
+    class SlowDetector:
+        def __init__(self):
+            with lock:
+                state["built"] += 1
+
+        def detect(self, image):
+            with lock:
+                state["running"] += 1
+                state["peak"] = max(state["peak"], state["running"])
+            time.sleep(0.02)
+            with lock:
+                state["running"] -= 1
+            return [(0, 0, 1, 1)]
+
+    pool = fer_space.DetectorPool(SlowDetector, size=2)
+    threads = [threading.Thread(target=pool.detect, args=(None,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state["peak"] == 2 and state["built"] == 2
+
+
+def test_space_readme_header_matches_the_app():
+    from importlib.metadata import version
+
+    from huggingface_hub import metadata_load
+
+    header = metadata_load(SPACE_DIR / "README.md")
+    assert header["sdk"] == "gradio" and header["sdk_version"] == version("gradio")
+    assert (SPACE_DIR / header["app_file"]).is_file()
+    assert header["models"][0].endswith("fer2013-factorized")  # the default model first
+    assert header["license"] == "apache-2.0" and header["title"] and header["emoji"]
+    requirements = (SPACE_DIR / "requirements.txt").read_text()
+    for package in ("torch", "transformers", "onnxruntime", "opencv-python-headless"):
+        assert f"\n{package}=={version(package).split('+')[0]}\n" in requirements

@@ -123,3 +123,18 @@ def test_shipped_config_parses_and_is_commented(path, defaults):
             "microsoft/resnet-18",
             "google/vit-base-patch16-224-in21k",
         )
+
+
+def test_fer_hf_train_takes_the_same_arguments(tmp_path, capsys):
+    from fer_hf.cli import main
+
+    config = tmp_path / "typo.yaml"
+    config.write_text("dataset: x\nnum_train_epoch: 3\n")
+    assert main(["train", str(config)]) == 2
+    assert "unknown key(s) 'num_train_epoch' (did you mean 'num_train_epochs'?)" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    assert "--imbalance {none,sampler,weighted_loss,focal}" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers_training import prepared_dataset, tiny_model_overrides
+from helpers_training import TRAIN_COUNTS, prepared_dataset, tiny_model_overrides, write_class_tree
 from safetensors.torch import load_file
 
 from fer_hf.training.arguments import parse_args
@@ -369,3 +369,23 @@ def test_complete_fer_folder_of_another_kind_is_refused(data, tmp_path):
         ValueError, match="holds a 'fer_factorized' backbone but --model_kind is 'vit'"
     ):
         run(argv)
+
+
+def test_raw_source_prepared_on_the_fly_with_workers(tmp_path):
+
+    tree = write_class_tree(tmp_path / "raw", {"train": TRAIN_COUNTS, "val": (2,) * 7})
+    argv = flags(
+        tree,
+        tmp_path / "run",
+        "--source",
+        "folder",
+        "--max_steps",
+        "3",
+        "--dataloader_num_workers",
+        "1",
+    )
+    summary = run(argv)
+    dataset = summary["dataset"]
+    assert dataset["name"] == "folder" and dataset["resample"] == "oversample"
+    assert set(dataset["class_counts_after"].values()) == {14}  # oversampled by default
+    assert summary["global_step"] == 3 and summary["test_metrics"] is None

@@ -15,6 +15,7 @@ from transformers import PretrainedConfig
 
 QUANTIZE_MODES = ("dynamic", "static")
 QUANTIZED_FILE_NAME = "model_quantized.onnx"
+CALIBRATION_MEMORY_BYTES = 1 << 30  # activations kept alive per calibration batch
 
 
 def cpu_target() -> str:
@@ -91,7 +92,7 @@ def quantize(
                 dataset,
                 AutoCalibrationConfig.minmax(dataset),
                 onnx_augmented_model_name=Path(tmp) / "augmented_model.onnx",
-                batch_size=min(32, len(dataset)),
+                batch_size=min(len(dataset), _calibration_batch_size(prepared)),
             )
         # Optimum also writes config.json and the processor into its save_dir: keep it a scratch
         # folder so the export's own files are never overwritten.
@@ -100,6 +101,24 @@ def quantize(
         shutil.move(Path(tmp) / "out" / f"{prepared.stem}_quantized.onnx", target)
         shutil.move(Path(tmp) / "out" / "ort_config.json", output_dir / "ort_config.json")
     return target
+
+
+def _calibration_batch_size(path: Path, budget_bytes: int = CALIBRATION_MEMORY_BYTES) -> int:
+    """Largest calibration batch (<= 32) whose activations fit in `budget_bytes`.
+
+    ONNX Runtime's calibration session keeps every intermediate tensor of a batch alive (a ViT-B
+    at 224 px holds ~0.8 GB per image), so the batch size follows the model's activation size,
+    read from the shapes that the quantization pre-processing inferred.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    per_image = 0
+    for info in graph.value_info:
+        dims = info.type.tensor_type.shape.dim
+        per_image += 4 * int(np.prod([d.dim_value if d.dim_value > 0 else 1 for d in dims]))
+    per_image *= 2  # measured: the session's peak is about twice the inferred activations
+    return int(max(1, min(32, budget_bytes // max(per_image, 1))))
 
 
 def _unshare_initializers(path: Path) -> None:

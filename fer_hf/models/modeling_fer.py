@@ -216,10 +216,11 @@ class FerForExpressionRecognition(FerPreTrainedModel):
 
         loss = None
         if labels is not None:
+            weight = self.class_weights.float() if self.class_weights is not None else None
             loss = nn.functional.cross_entropy(
                 logits.float(),
                 labels.to(logits.device).long(),
-                weight=self.class_weights,
+                weight=weight,
                 label_smoothing=self.config.label_smoothing,
             )
             if valence_arousal is not None and (valence is not None or arousal is not None):

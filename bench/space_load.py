@@ -1,0 +1,199 @@
+"""Load-test the Gradio Space: N concurrent gradio_client clients x M `predict_json` calls.
+
+    .venv/bin/python bench/space_load.py                        # the bundled default checkpoint
+    .venv/bin/python bench/space_load.py --untrained factorized # no checkpoint: a `fer-hf init`
+    .venv/bin/python bench/space_load.py --backend onnx-int8 --clients 16 --requests 20
+
+Starts space/app.py on a free loopback port (offline, its own Gradio and ONNX caches), warms
+the model up with one call, then every client sends the astronaut photo (scikit-image) M times.
+Prints one JSON document: latency p50/p95/mean/max in ms, throughput, failures (must be 0; the
+exit status is 1 otherwise) and the machine. Latency includes queueing behind the other clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "space" / "app.py"
+
+
+def start_app(models: str, workdir: Path, concurrency: int) -> tuple[subprocess.Popen, str]:
+    """space/app.py serving `models` on a free loopback port; returns the process and its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "FER_HF_MODELS": models,
+        "FER_HF_CACHE": str(workdir / "onnx-cache"),
+        "FER_HF_CONCURRENCY": str(concurrency),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_TEMP_DIR": str(workdir / "gradio"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("SPACE_ID", None)
+    log_path = workdir / "app.log"
+    with open(log_path, "w") as log:  # the child keeps its own handle
+        proc = subprocess.Popen([sys.executable, str(APP)], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "config", timeout=5):
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+    sys.exit(f"space/app.py did not start (exit status {proc.poll()}):\n{tail}")
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def run_client(url, photo, backend, requests, latencies, errors, progress=None) -> None:
+    """One client: `requests` sequential calls; latencies (ms) and errors are appended."""
+    from gradio_client import Client, handle_file
+
+    try:
+        client = Client(url, verbose=False)
+    except Exception as err:  # a client that cannot connect fails all its requests
+        errors.extend([f"connect: {err}"] * requests)
+        return
+    for _ in range(requests):
+        start = time.perf_counter()
+        try:
+            faces = client.predict(handle_file(photo), "bench", backend, api_name="/predict_json")
+            if not faces:
+                raise ValueError("no face found in the astronaut photo")
+            latencies.append(1000 * (time.perf_counter() - start))
+        except Exception as err:  # counted and reported: one failure must not stop the bench
+            errors.append(f"{type(err).__name__}: {err}")
+        if progress is not None:
+            progress.update(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fer_hf.inference import DEFAULT_MODEL_DIR
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL_DIR),
+        help="model folder or Hub id (default: checkpoints/fer2013-factorized)",
+    )
+    parser.add_argument(
+        "--untrained",
+        choices=["baseline", "vit", "factorized"],
+        default=None,
+        help="bench an untrained `fer-hf init` model of this kind instead",
+    )
+    parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
+    parser.add_argument("--requests", type=int, default=20, help="calls per client (default 20)")
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="the app's FER_HF_CONCURRENCY (default 2)"
+    )
+    parser.add_argument("--output", default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.requests < 1:
+        parser.error(f"--clients and --requests must be >= 1, got {args.clients}, {args.requests}")
+
+    from PIL import Image
+    from skimage import data
+
+    with tempfile.TemporaryDirectory(prefix="fer-hf-space-load-") as tmp:
+        workdir = Path(tmp)
+        model = args.model
+        if args.untrained:
+            from fer_hf.models import init_model_folder
+
+            model = str(init_model_folder(args.untrained, workdir / "model"))
+        elif not Path(model).is_dir() and model.count("/") != 1:
+            parser.error(f"--model {model!r} does not exist; train it or pass --untrained KIND")
+        photo = str(workdir / "astronaut.png")
+        Image.fromarray(data.astronaut()).save(photo)
+        proc, url = start_app(f"bench={model}", workdir, args.concurrency)
+        try:
+            latencies, errors = [], []
+            run_client(url, photo, args.backend, 1, [], errors)  # loads (and exports) the model
+            if errors:
+                sys.exit(f"The warm-up call failed: {errors[0]}")
+            total = args.clients * args.requests
+            with tqdm(total=total, desc="space_load", unit="req") as progress:
+                start = time.perf_counter()
+                threads = [
+                    threading.Thread(
+                        target=run_client,
+                        args=(url, photo, args.backend, args.requests, latencies, errors, progress),
+                    )
+                    for _ in range(args.clients)
+                ]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                wall = time.perf_counter() - start
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    values = np.asarray(latencies) if latencies else np.asarray([np.nan])
+    report = {
+        "bench": "space_load",
+        "model": f"untrained {args.untrained}" if args.untrained else args.model,
+        "backend": args.backend,
+        "clients": args.clients,
+        "requests_per_client": args.requests,
+        "requests": total,
+        "succeeded": len(latencies),
+        "failures": len(errors),
+        "failure_examples": sorted(set(errors))[:5],
+        "app_concurrency": args.concurrency,
+        "latency_ms": {
+            "p50": float(np.percentile(values, 50)),
+            "p95": float(np.percentile(values, 95)),
+            "mean": float(values.mean()),
+            "max": float(values.max()),
+        },
+        "throughput_rps": len(latencies) / wall,
+        "wall_s": wall,
+        "machine": {
+            "cpu": cpu_name(),
+            "logical_cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d"),
+        },
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
