@@ -1,7 +1,7 @@
 """Benchmark inference speed: every model kind x backend, and the end-to-end webcam pipeline.
 
-    .venv/bin/python bench/inference.py --table                     # all kinds (ViT-B is slow)
-    .venv/bin/python bench/inference.py --kinds factorized --table  # the shipped model only
+    .venv/bin/python bench/inference.py --table                     # all kinds: ~15 min, ViT-B
+    .venv/bin/python bench/inference.py --kinds factorized --table  # the shipped model: ~1 min
 
 Builds untrained default-size models (`init_model_folder`; speed does not depend on the
 weights), exports each to ONNX fp32, int8 static (QOperator, calibrated on FER2013 when
@@ -270,7 +270,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
-    parser.add_argument("--big-calls", type=int, default=5, help="min batch-64 calls")
+    parser.add_argument("--big-calls", type=int, default=3, help="min batch-64 calls")
     parser.add_argument("--calibration", type=Path, default=FER2013 if FER2013.is_dir() else None)
     parser.add_argument("--e2e-kinds", nargs="+", default=["factorized"])
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON here")

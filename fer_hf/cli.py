@@ -382,6 +382,62 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_release(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "release",
+        help="Turn a finished training run into a release folder (fp16 weights, metrics, card).",
+        description="Write OUT from a train.py output_dir: safetensors weights stored in float16 "
+        "(loading gives float32), config with auto_map and the model code, processor, "
+        "metrics.json + confusion_matrix.png measured on the release weights, "
+        "train_summary.json, onnx/ (fp32 + int8, parity.json) and the model card as README.md. "
+        "`fer-hf publish OUT --repo-id ID` then uploads it.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished train.py output_dir")
+    p.add_argument("--output", required=True, metavar="OUT",
+                   help="release folder to write, e.g. checkpoints/fer2013-factorized")
+    p.add_argument("--data", required=True,
+                   help="a `fer-hf prepare` folder (or class-folder tree) to evaluate on; also "
+                   "calibrates and checks the int8 model")
+    p.add_argument("--split", default="validation",
+                   help="split the metrics come from (default: validation)")
+    p.add_argument("--tta", choices=["none", "flip"], default="none",
+                   help="test-time augmentation for the metrics (default: none)")
+    p.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=None,
+                   help="export onnx/ (fp32 + int8); default: only when the fp32 ONNX file "
+                   "would be under 10 MB")
+    p.add_argument("--quantize", choices=["static", "dynamic"], default=None,
+                   help="int8 mode for onnx/ (default: static for CNNs, dynamic for ViTs)")
+    p.add_argument("--bench", nargs="+", default=[], metavar="JSON",
+                   help="bench/models.py / bench/inference.py outputs, kept as bench*.json for "
+                   "the card's speed section")
+    p.add_argument("--repo-id", default=None,
+                   help="Hub id the card is written for (default: fer-hf/<OUT folder name>)")
+    p.add_argument("--license", default=None,
+                   help="licence id of the weights (default: inherited from the training data)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    p.add_argument("--no-speed", action="store_true", help="skip timing the ONNX files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty OUT (only once the new release is built)")
+    p.set_defaults(func=_run_release)
+
+
+def _run_release(args: argparse.Namespace) -> int:
+    from fer_hf.hub.build_release import build_release, format_release_report
+
+    report = build_release(
+        args.run_dir, args.output, args.data, split=args.split, tta=args.tta, onnx=args.onnx,
+        quantize=args.quantize, bench_files=args.bench, repo_id=args.repo_id,
+        license=args.license, overwrite=args.overwrite, batch_size=args.batch_size,
+        measure_speed=not args.no_speed,
+    )  # fmt: skip
+    print(format_release_report(report))
+    print(f"Wrote {args.output}")
+    if not report["passed"]:
+        print("fer-hf release: a parity check failed; see the lines above", file=sys.stderr)
+        return 1
+    return 0
+
+
 # Registry of subcommands, in `--help` order. Later subcommands append here.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_prepare,
@@ -392,6 +448,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_publish_space,
     _add_train,
     _add_evaluate,
+    _add_release,
 ]
 
 

@@ -8,7 +8,7 @@ from fer_hf.inference import FaceDetector, HaarCascadeDetector, expand_box
 
 skimage_data = pytest.importorskip("skimage.data")
 
-# Eileen Collins' face in skimage.data.astronaut() (512 x 512), measured by hand: x 175-275, y 60-165.
+# Eileen Collins' face in skimage.data.astronaut() (512 x 512), by eye: x 175-275, y 60-165.
 FACE_CENTRE = (225, 112)
 
 

@@ -119,6 +119,9 @@ def test_custom_detector_and_no_detector(model_dirs):
     assert [crop.size for crop in calls[0]] == [(40, 40), (22, 20)]
     predictor = FerPredictor.from_pretrained(model_dirs / "torch", detector=None)
     assert [f["box"] for f in predictor.predict(image)] == [[0, 0, 100, 100]]
+    # A detector for one call only.
+    assert [f["box"] for f in predictor.predict(image, detector=Fixed())][0] == [10, 10, 20, 20]
+    assert predictor.detect(image, detector=Fixed())[0] == (10, 10, 20, 20)
 
 
 def test_model_without_valence_arousal(tmp_path):

@@ -5,6 +5,7 @@ Must not import fer_hf.data, training, hub, inference or cli.
 
 from __future__ import annotations
 
+import logging
 import platform
 import shutil
 import tempfile
@@ -96,11 +97,23 @@ def quantize(
             )
         # Optimum also writes config.json and the processor into its save_dir: keep it a scratch
         # folder so the export's own files are never overwritten.
-        quantizer.quantize(qconfig, save_dir=Path(tmp) / "out", calibration_tensors_range=ranges)
+        root = logging.getLogger()
+        root.addFilter(_skip_integer_tensor_notes)
+        try:
+            quantizer.quantize(
+                qconfig, save_dir=Path(tmp) / "out", calibration_tensors_range=ranges
+            )
+        finally:
+            root.removeFilter(_skip_integer_tensor_notes)
         target = output_dir / QUANTIZED_FILE_NAME
         shutil.move(Path(tmp) / "out" / f"{prepared.stem}_quantized.onnx", target)
         shutil.move(Path(tmp) / "out" / "ort_config.json", output_dir / "ort_config.json")
     return target
+
+
+def _skip_integer_tensor_notes(record: logging.LogRecord) -> bool:
+    """Drop ONNX Runtime's per-tensor warnings about int64 shape tensors (never quantized)."""
+    return not record.getMessage().startswith("Inference failed or unsupported type to quantize")
 
 
 def _calibration_batch_size(path: Path, budget_bytes: int = CALIBRATION_MEMORY_BYTES) -> int:

@@ -123,39 +123,47 @@ class FerPredictor:
     def has_valence_arousal(self) -> bool:
         return self._runner.has_valence_arousal
 
-    def detect(self, image: ImageInput) -> list[Box]:
+    def detect(self, image: ImageInput, detector: FaceDetector | None = None) -> list[Box]:
         """The detector's face boxes `(x, y, w, h)`, clamped to the image, largest face first."""
         rgb = load_image(image, max_pixels=self.max_pixels)
-        return self._boxes(rgb, detect_faces=True)
+        return self._boxes(rgb, True, detector or self.detector)
 
-    def predict(self, image: ImageInput, detect_faces: bool = True) -> list[dict[str, Any]]:
+    def predict(
+        self, image: ImageInput, detect_faces: bool = True, detector: FaceDetector | None = None
+    ) -> list[dict[str, Any]]:
         """Classify every face in `image` (path, bytes, PIL image or RGB array); [] if none.
 
-        With `detect_faces=False` (or `detector=None`) the whole image is one face.
+        With `detect_faces=False` (or no detector) the whole image is one face. `detector`
+        replaces the predictor's for this call, e.g. `HaarCascadeDetector.for_video()` on
+        webcam frames, or one detector per thread (OpenCV cascades are not thread-safe).
         """
-        return self.predict_batch([image], detect_faces=detect_faces)[0]
+        return self.predict_batch([image], detect_faces, detector)[0]
 
     def predict_annotated(
-        self, image: ImageInput, detect_faces: bool = True
+        self, image: ImageInput, detect_faces: bool = True, detector: FaceDetector | None = None
     ) -> tuple[Image.Image, list[dict[str, Any]]]:
         """`predict`, plus an RGB copy of the image (EXIF-rotated) with the faces drawn on it."""
         rgb = load_image(image, max_pixels=self.max_pixels)
-        faces = self.predict(rgb, detect_faces=detect_faces)
+        faces = self.predict(rgb, detect_faces, detector)
         return annotate(rgb, faces), faces
 
     def predict_batch(
-        self, images: Iterable[ImageInput], detect_faces: bool = True
+        self,
+        images: Iterable[ImageInput],
+        detect_faces: bool = True,
+        detector: FaceDetector | None = None,
     ) -> list[list[dict[str, Any]]]:
         """`predict` for several images; all their faces go through the model in one batch.
 
         A result's box is the detector's; the model sees that box grown by `margin` on every
         side and made square (clamped to the image), the framing of the training crops.
         """
+        detector = detector or self.detector
+        detected = detect_faces and detector is not None
         rgbs = [load_image(image, max_pixels=self.max_pixels) for image in images]
-        boxes = [self._boxes(rgb, detect_faces) for rgb in rgbs]
+        boxes = [self._boxes(rgb, detect_faces, detector) for rgb in rgbs]
         crops = []
         for rgb, bxs in zip(rgbs, boxes, strict=True):
-            detected = detect_faces and self.detector is not None
             for box in bxs:
                 x, y, w, h = expand_box(box, self.margin, *rgb.size) if detected else box
                 crops.append(rgb.crop((x, y, x + w, y + h)))
@@ -188,22 +196,24 @@ class FerPredictor:
         return results
 
     def predict_video(
-        self, path: str | Path, frame_stride: int = 1, detect_faces: bool = True
+        self,
+        path: str | Path,
+        frame_stride: int = 1,
+        detect_faces: bool = True,
+        detector: FaceDetector | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield `{"frame": index, "time_s": seconds, "faces": [...]}` for every Nth frame."""
         for frame in iter_video_frames(path, frame_stride=frame_stride):
-            yield {
-                "frame": frame.index,
-                "time_s": frame.time_s,
-                "faces": self.predict(frame.image, detect_faces=detect_faces),
-            }
+            faces = self.predict(frame.image, detect_faces, detector)
+            yield {"frame": frame.index, "time_s": frame.time_s, "faces": faces}
 
-    def _boxes(self, rgb: Image.Image, detect_faces: bool) -> list[Box]:
+    @staticmethod
+    def _boxes(rgb: Image.Image, detect_faces: bool, detector: FaceDetector | None) -> list[Box]:
         width, height = rgb.size
-        if not detect_faces or self.detector is None:
+        if not detect_faces or detector is None:
             return [(0, 0, width, height)]
         boxes = []
-        for x, y, w, h in self.detector.detect(np.asarray(rgb)):
+        for x, y, w, h in detector.detect(np.asarray(rgb)):
             x0, y0 = max(0, int(x)), max(0, int(y))
             x1, y1 = min(width, int(x) + int(w)), min(height, int(y) + int(h))
             if x1 > x0 and y1 > y0:
