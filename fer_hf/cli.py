@@ -21,23 +21,48 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", choices=["affectnet", "fer2013", "folder"], help="dataset kind")
     p.add_argument("--data-dir", required=True, help="folder holding the raw dataset")
     p.add_argument("--output", required=True, help="folder to write the prepared DatasetDict to")
-    p.add_argument("--classes", type=int, choices=[7, 8], default=None,
-                   help="7 (drop contempt) or 8 classes; default 8 for AffectNet and for a folder "
-                   "tree with a contempt folder, 7 otherwise")
-    p.add_argument("--resample", choices=["none", "oversample", "undersample", "sqrt"],
-                   default="none", help="resampling of the train split (default: none)")
-    p.add_argument("--target-count", type=int, default=None,
-                   help="with --resample oversample/undersample: per-class count (default: the "
-                   "largest / smallest class)")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="fraction of train carved out (stratified) when there is no validation "
-                   "split (default: 0.1)")
+    p.add_argument(
+        "--classes",
+        type=int,
+        choices=[7, 8],
+        default=None,
+        help="7 (drop contempt) or 8 classes; default 8 for AffectNet and for a folder "
+        "tree with a contempt folder, 7 otherwise",
+    )
+    p.add_argument(
+        "--resample",
+        choices=["none", "oversample", "undersample", "sqrt"],
+        default="none",
+        help="resampling of the train split (default: none)",
+    )
+    p.add_argument(
+        "--target-count",
+        type=int,
+        default=None,
+        help="with --resample oversample/undersample: per-class count (default: the "
+        "largest / smallest class)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of train carved out (stratified) when there is no validation "
+        "split (default: 0.1)",
+    )
     p.add_argument("--seed", type=int, default=42, help="seed for carving and resampling")
     p.add_argument("--num-proc", type=int, default=1, help="worker processes for decoding")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="store crops resized so the shorter side is N px (default: keep size)")
-    p.add_argument("--margin", type=float, default=0.0,
-                   help="AffectNet original release: face-box margin as a fraction of its size")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="store crops resized so the shorter side is N px (default: keep size)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="AffectNet original release: face-box margin as a fraction of its size",
+    )
     p.set_defaults(func=_run_prepare)
 
 
@@ -76,17 +101,32 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model_dir", metavar="MODEL_DIR", help="a save_pretrained model folder")
     p.add_argument("--output", required=True, metavar="OUT", help="export folder to write")
-    p.add_argument("--quantize", choices=["dynamic", "static"], default=None,
-                   help="also write an int8 model: dynamic, or static (needs --calibration)")
-    p.add_argument("--calibration", metavar="DATA", default=None,
-                   help="images for static calibration and the parity checks: a `fer-hf "
-                   "prepare` folder, a class-folder tree or an image folder")
+    p.add_argument(
+        "--quantize",
+        choices=["dynamic", "static"],
+        default=None,
+        help="also write an int8 model: dynamic, or static (needs --calibration)",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="DATA",
+        default=None,
+        help="images for static calibration and the parity checks: a `fer-hf "
+        "prepare` folder, a class-folder tree or an image folder",
+    )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
-    p.add_argument("--num-samples", type=int, default=512,
-                   help="validation images for the parity checks (default: 512)")
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=512,
+        help="validation images for the parity checks (default: 512)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed that picks the sample images")
-    p.add_argument("--no-speed", action="store_true",
-                   help="skip timing fp32 vs int8 (it names the faster file in parity.json)")
+    p.add_argument(
+        "--no-speed",
+        action="store_true",
+        help="skip timing fp32 vs int8 (it names the faster file in parity.json)",
+    )
     p.set_defaults(func=_run_export)
 
 
@@ -119,25 +159,52 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "Writes one JSON record per image or video frame (to stdout, or --output .jsonl/.csv).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or videos")
-    p.add_argument("--model", default=None,
-                   help="model folder: PyTorch, or a `fer-hf export` folder for the onnx "
-                   "backends (default: checkpoints/fer2013-factorized)")
-    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch",
-                   help="inference engine (default: torch)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model folder: PyTorch, or a `fer-hf export` folder for the onnx "
+        "backends (default: checkpoints/fer2013-factorized)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "onnx-int8"],
+        default="torch",
+        help="inference engine (default: torch)",
+    )
     p.add_argument("--output", default=None, help="results file, .jsonl or .csv (default: stdout)")
-    p.add_argument("--annotate", metavar="OUTDIR", default=None,
-                   help="write copies with boxes, labels and scores to OUTDIR")
-    p.add_argument("--frame-stride", type=int, default=1,
-                   help="videos: classify every Nth frame (default: 1)")
-    p.add_argument("--no-detect", action="store_true",
-                   help="inputs are already face crops: classify each whole image")
-    p.add_argument("--detector", choices=["haar", "haar-video"], default="haar",
-                   help="haar: thorough (photos); haar-video: fast settings for large faces")
-    p.add_argument("--margin", type=float, default=0.15,
-                   help="face box growth per side, as a fraction of its size (default: 0.15)")
+    p.add_argument(
+        "--annotate",
+        metavar="OUTDIR",
+        default=None,
+        help="write copies with boxes, labels and scores to OUTDIR",
+    )
+    p.add_argument(
+        "--frame-stride", type=int, default=1, help="videos: classify every Nth frame (default: 1)"
+    )
+    p.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="inputs are already face crops: classify each whole image",
+    )
+    p.add_argument(
+        "--detector",
+        choices=["haar", "haar-video"],
+        default="haar",
+        help="haar: thorough (photos); haar-video: fast settings for large faces",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.15,
+        help="face box growth per side, as a fraction of its size (default: 0.15)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
-    p.add_argument("--max-pixels", type=int, default=None,
-                   help="refuse larger images (default: Pillow's ~89 MP bomb limit; 0: no limit)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse larger images (default: Pillow's ~89 MP bomb limit; 0: no limit)",
+    )
     p.set_defaults(func=_run_predict)
 
 
@@ -193,19 +260,41 @@ def _add_init(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("kind", choices=["baseline", "vit", "factorized"], help="model kind")
     p.add_argument("--output", required=True, help="folder to create (must be new or empty)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="input side in px (default: 64 baseline, 224 vit, 48 factorized)")
-    p.add_argument("--classes", type=int, choices=[7, 8], default=7,
-                   help="7 (no contempt) or 8 expression classes (default: 7)")
-    p.add_argument("--valence-arousal", action="store_true",
-                   help="add the valence/arousal regression head")
-    p.add_argument("--variant", default=None,
-                   help="backbone size: resnet18|resnet50 (baseline), vit-base|vit-tiny (vit)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="input side in px (default: 64 baseline, 224 vit, 48 factorized)",
+    )
+    p.add_argument(
+        "--classes",
+        type=int,
+        choices=[7, 8],
+        default=7,
+        help="7 (no contempt) or 8 expression classes (default: 7)",
+    )
+    p.add_argument(
+        "--valence-arousal", action="store_true", help="add the valence/arousal regression head"
+    )
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="backbone size: resnet18|resnet50 (baseline), vit-base|vit-tiny (vit)",
+    )
     gray = p.add_mutually_exclusive_group()
-    gray.add_argument("--grayscale", dest="grayscale", action="store_true", default=None,
-                      help="convert colour inputs to gray (default for factorized)")
-    gray.add_argument("--color", dest="grayscale", action="store_false",
-                      help="keep colour inputs (default for baseline and vit)")
+    gray.add_argument(
+        "--grayscale",
+        dest="grayscale",
+        action="store_true",
+        default=None,
+        help="convert colour inputs to gray (default for factorized)",
+    )
+    gray.add_argument(
+        "--color",
+        dest="grayscale",
+        action="store_false",
+        help="keep colour inputs (default for baseline and vit)",
+    )
     p.set_defaults(func=_run_init)
 
 
@@ -393,31 +482,65 @@ def _add_release(sub: argparse._SubParsersAction) -> None:
         "`fer-hf publish OUT --repo-id ID` then uploads it.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished train.py output_dir")
-    p.add_argument("--output", required=True, metavar="OUT",
-                   help="release folder to write, e.g. checkpoints/fer2013-factorized")
-    p.add_argument("--data", required=True,
-                   help="a `fer-hf prepare` folder (or class-folder tree) to evaluate on; also "
-                   "calibrates and checks the int8 model")
-    p.add_argument("--split", default="validation",
-                   help="split the metrics come from (default: validation)")
-    p.add_argument("--tta", choices=["none", "flip"], default="none",
-                   help="test-time augmentation for the metrics (default: none)")
-    p.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=None,
-                   help="export onnx/ (fp32 + int8); default: only when the fp32 ONNX file "
-                   "would be under 10 MB")
-    p.add_argument("--quantize", choices=["static", "dynamic"], default=None,
-                   help="int8 mode for onnx/ (default: static for CNNs, dynamic for ViTs)")
-    p.add_argument("--bench", nargs="+", default=[], metavar="JSON",
-                   help="bench/models.py / bench/inference.py outputs, kept as bench*.json for "
-                   "the card's speed section")
-    p.add_argument("--repo-id", default=None,
-                   help="Hub id the card is written for (default: fer-hf/<OUT folder name>)")
-    p.add_argument("--license", default=None,
-                   help="licence id of the weights (default: inherited from the training data)")
+    p.add_argument(
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="release folder to write, e.g. checkpoints/fer2013-factorized",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="a `fer-hf prepare` folder (or class-folder tree) to evaluate on; also "
+        "calibrates and checks the int8 model",
+    )
+    p.add_argument(
+        "--split", default="validation", help="split the metrics come from (default: validation)"
+    )
+    p.add_argument(
+        "--tta",
+        choices=["none", "flip"],
+        default="none",
+        help="test-time augmentation for the metrics (default: none)",
+    )
+    p.add_argument(
+        "--onnx",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="export onnx/ (fp32 + int8); default: only when the fp32 ONNX file "
+        "would be under 10 MB",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=["static", "dynamic"],
+        default=None,
+        help="int8 mode for onnx/ (default: static for CNNs, dynamic for ViTs)",
+    )
+    p.add_argument(
+        "--bench",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="bench/models.py / bench/inference.py outputs, kept as bench*.json for "
+        "the card's speed section",
+    )
+    p.add_argument(
+        "--repo-id",
+        default=None,
+        help="Hub id the card is written for (default: fer-hf/<OUT folder name>)",
+    )
+    p.add_argument(
+        "--license",
+        default=None,
+        help="licence id of the weights (default: inherited from the training data)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--no-speed", action="store_true", help="skip timing the ONNX files")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing non-empty OUT (only once the new release is built)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing non-empty OUT (only once the new release is built)",
+    )
     p.set_defaults(func=_run_release)
 
 

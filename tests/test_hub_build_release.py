@@ -1,11 +1,15 @@
-"""`fer-hf release`: a tiny trained run -> release folder (fp16 weights loading as fp32, metrics from
-the release weights, onnx/, card), publish --dry-run on it, and refusals that leave disk untouched."""
+"""`fer-hf release`: a tiny trained run -> release folder (fp16 weights that load as fp32,
+metrics from the release weights, onnx/, card); publish --dry-run on it; refusals touch nothing.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +27,7 @@ from fer_hf.hub.build_release import build_release
 LICENSE = "cc-by-4.0"  # the generated data's source ("folder") has no licence fer-hf knows
 # Max |logit| difference between the release (weights stored in fp16) and the run (fp32): fp16
 # keeps 11 significant bits, so each weight moves by at most 2**-11 of its size.
-FP16_LOGIT_ATOL = 1e-2
+FP16_LOGIT_ATOL = 1e-3
 TINY_BACKBONE = (
     '{"hidden_sizes": [8, 16], "depths": [1, 1], "strides": [1, 2], "expand_ratios": [1, 2], '
     '"stem_channels": 8, "head_channels": 16}'
@@ -166,12 +170,27 @@ def test_release_loads_as_float32_and_matches_the_run(release, run_dir, data):
     )
     classifier = pipeline("image-classification", model=str(release), trust_remote_code=True)
     assert classifier.model.dtype == torch.float32
+    # The same in a process that never imports fer_hf (the code comes from auto_map).
+    script = (
+        "import sys; from transformers import AutoModelForImageClassification as A; "
+        f"m = A.from_pretrained({str(release)!r}, trust_remote_code=True); "
+        "assert 'fer_hf' not in sys.modules; print(m.dtype)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=release, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "torch.float32"
 
     processor = AutoImageProcessor.from_pretrained(release, use_fast=False)
     dataset, _ = load_eval_split(data, "validation", list(model.config.id2label.values()))
     pixel_values = processor(list(dataset["image"]), return_tensors="pt")["pixel_values"]
     with torch.inference_mode():
-        expected, got = run(pixel_values=pixel_values).logits, model(pixel_values=pixel_values).logits
+        expected, got = (
+            run(pixel_values=pixel_values).logits,
+            model(pixel_values=pixel_values).logits,
+        )
     torch.testing.assert_close(got, expected, atol=FP16_LOGIT_ATOL, rtol=0)
     assert not torch.equal(got, expected)  # the weights really were rounded to fp16
 
@@ -183,7 +202,8 @@ def test_release_loads_as_float32_and_matches_the_run(release, run_dir, data):
 
 def test_publish_dry_run_on_the_release(release, tmp_path, capsys):
     out = tmp_path / "repo"
-    assert main(["publish", str(release), "--repo-id", "fer-hf/x", "--dry-run", str(out)]) == 0
+    argv = ["publish", str(release), "--repo-id", "fer-hf/x", "--dry-run", str(out)]
+    assert main([*argv, "--license", LICENSE]) == 0
     assert f"Wrote {out}" in capsys.readouterr().out
     files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert {

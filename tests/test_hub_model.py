@@ -523,3 +523,12 @@ def test_templates_ship_in_the_wheel():
             f"{relative} is not package data; add 'hub/templates/*.md' to "
             "[tool.setuptools.package-data] in pyproject.toml"
         )
+
+
+def test_count_parameters_skips_batch_norm_buffers(tmp_path):
+    from fer_hf.hub.release import count_parameters
+    from fer_hf.models import build_model, tiny_config
+
+    model, _ = build_model("factorized", image_size=32, backbone_config=tiny_config("factorized"))
+    model.save_pretrained(tmp_path)
+    assert count_parameters([tmp_path / "model.safetensors"]) == model.num_parameters()

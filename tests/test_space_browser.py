@@ -1,9 +1,11 @@
 """The Space in a real browser: Debian Chromium driven by Playwright, headless, fake webcam.
 
 Run with `pytest -m browser tests/test_space_browser.py` (needs /usr/bin/chromium: `apt-get install
-chromium`; never `playwright install`). Screenshots are written to test-artifacts/.
+chromium`; never `playwright install`). Screenshots are written to test-artifacts/; set
+FER_HF_TEST_MODEL=DIR to take them with a trained model other than checkpoints/fer2013-factorized.
 """
 
+import os
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -40,11 +42,11 @@ def write_fake_camera(path: Path, frames: int = 20) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    """The app on the trained default checkpoint when present, else an untrained `fer-hf init`."""
+    """The app on FER_HF_TEST_MODEL or the trained default checkpoint when present, else an
+    untrained `fer-hf init` model (the screenshots then show near-uniform probabilities)."""
     root = tmp_path_factory.mktemp("space-browser")
-    if DEFAULT_MODEL_DIR.is_dir():
-        model = DEFAULT_MODEL_DIR
-    else:
+    model = Path(os.environ.get("FER_HF_TEST_MODEL") or DEFAULT_MODEL_DIR)
+    if not model.is_dir():
         model = init_model_folder("factorized", root / "untrained", valence_arousal=True)
     with running_app(f"{model.name}={model}", root / "app") as url:
         yield url

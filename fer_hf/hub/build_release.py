@@ -34,7 +34,7 @@ ONNX_AUTO_MAX_BYTES = 10_000_000
 FP16_MAX = 65504.0  # largest finite float16; a tensor beyond it stays float32
 # The fp16 weights are checked against the run's fp32 weights on the evaluation split.
 FP16_MIN_TOP1_AGREEMENT = 0.99
-FP16_CHECK_IMAGES = 256
+FP16_CHECK_IMAGES = 1024
 TTA_MODES = ("none", "flip")
 
 
@@ -68,7 +68,11 @@ def _check_inputs(run_dir: Path, output: Path, data: Path, overwrite: bool, benc
             raise FileNotFoundError(f"bench file {path} does not exist.")
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output} exists and is a file; pass a folder.")
-    for path, what in ((run_dir, "run folder"), (data, "--data"), *((b, "bench file") for b in bench)):
+    for path, what in (
+        (run_dir, "run folder"),
+        (data, "--data"),
+        *((b, "bench file") for b in bench),
+    ):
         if _is_within(path, output) or _is_within(output, path):
             raise ValueError(
                 f"--output {output} overlaps the {what} {path}; write the release to a separate "
@@ -83,12 +87,11 @@ def _check_inputs(run_dir: Path, output: Path, data: Path, overwrite: bool, benc
 
 def _fp16_state_dict(model) -> tuple[dict, list[str]]:
     """Floating tensors in float16, except those beyond float16's range (kept float32)."""
-    import torch
-
     state, kept = {}, []
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point():
-            if torch.isfinite(tensor).all() and tensor.abs().max() > FP16_MAX:
+            finite = tensor.abs().nan_to_num(nan=0.0, posinf=0.0)
+            if finite.numel() and float(finite.max()) > FP16_MAX:
                 kept.append(name)
                 tensor = tensor.float()
             else:
@@ -279,7 +282,9 @@ def build_release(
         from ..training.evaluation import evaluate_model
         from ..training.trainer import write_json
 
-        metrics = evaluate_model(staging, data, staging, split=split, tta=tta, batch_size=batch_size)
+        metrics = evaluate_model(
+            staging, data, staging, split=split, tta=tta, batch_size=batch_size
+        )
         metrics["model"] = str(output.resolve())  # where the release lives, not the staging copy
         write_json(staging / METRICS_FILE, metrics)
         report["metrics"] = {

@@ -110,12 +110,22 @@ def _labels_from_config(config: dict[str, Any], path: Path) -> list[str]:
     return [id2label[k] for k in sorted(id2label, key=int)]
 
 
+# Saved buffers that are not parameters: batch-norm statistics (as `model.num_parameters()` sees it).
+_BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
+
+
 def count_parameters(weight_files: list[Path]) -> int:
-    """Number of parameters stored in safetensors files, read from their headers (no tensors)."""
+    """Number of parameters stored in safetensors files, read from their headers (no tensors).
+
+    Batch-norm buffers are stored beside the weights but are not parameters; they are skipped so
+    the count equals `model.num_parameters()` and matches bench/models.py entries.
+    """
     total = 0
     for path in weight_files:
         with safe_open(str(path), framework="numpy") as f:
             for name in f.keys():
+                if name.endswith(_BUFFER_SUFFIXES):
+                    continue
                 n = 1
                 for dim in f.get_slice(name).get_shape():
                     n *= dim
