@@ -17,7 +17,7 @@ EXPRESSIONS_8: tuple[str, ...] = (
 EXPRESSIONS_7: tuple[str, ...] = EXPRESSIONS_8[:7]
 SUPPORTED_NUM_CLASSES: tuple[int, ...] = (7, 8)
 
-# FER2013's `emotion` column (Kaggle CSV): 0=Angry 1=Disgust 2=Fear 3=Happy 4=Sad 5=Surprise 6=Neutral.
+# FER2013 `emotion` (Kaggle CSV): 0=Angry 1=Disgust 2=Fear 3=Happy 4=Sad 5=Surprise 6=Neutral.
 FER2013_CODES: dict[int, str] = {
     0: "anger",
     1: "disgust",

@@ -1,4 +1,4 @@
-"""Shared test set-up: offline Hub, no analytics, quiet threads. Fixtures live next to their tests."""
+"""Shared test set-up: offline Hub, no analytics. Fixtures live next to their tests."""
 
 import os
 

@@ -63,7 +63,7 @@ def test_no_upward_imports():
 
 
 def test_model_code_is_self_contained():
-    """Saved model folders carry fer_hf/models code via auto_map; it may only use relative imports."""
+    """Saved model folders carry fer_hf/models code (auto_map): relative imports only."""
     for path in sorted((PKG / "models").rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

@@ -110,7 +110,7 @@ def _labels_from_config(config: dict[str, Any], path: Path) -> list[str]:
     return [id2label[k] for k in sorted(id2label, key=int)]
 
 
-# Saved buffers that are not parameters: batch-norm statistics (as `model.num_parameters()` sees it).
+# Saved buffers that are not parameters (batch-norm statistics), as model.num_parameters() sees it.
 _BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
 
 
