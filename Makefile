@@ -23,12 +23,14 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 .PHONY: install test test-slow lint prepare demo
 install: $(BIN)/.installed
 
+# Offline suite, headless-Chromium tests of the demo included (they need Debian's chromium at
+# /usr/bin/chromium: `apt-get install chromium`; .ci/run installs it when missing).
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -m "not slow and not gpu and not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
-# Real-data tests (../shared/data/fer2013) and browser tests; see README "Tests".
+# Tests on the real FER2013 folder (../shared/data/fer2013, or FER_HF_FER2013); see README "Tests".
 test-slow: $(BIN)/.installed
-	$(BIN)/python -m pytest -m "slow or browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "slow" $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff format --check fer_hf tests bench space train.py
