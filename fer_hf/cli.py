@@ -88,6 +88,11 @@ def _run_prepare(args: argparse.Namespace) -> int:
     if report["num_skipped"] > 10:
         print(f"  ... and {report['num_skipped'] - 10} more")
     print(f"Wrote {args.output} ({report['num_skipped']} records skipped; see prepare_report.json)")
+    if args.source != "folder":  # a class-folder tree's licence is unknown to fer-hf
+        from fer_hf.hub import render_dataset_card
+
+        render_dataset_card(args.output).save(f"{args.output}/README.md")
+        print(f"Wrote the dataset card {args.output}/README.md (schema, recipe, class table)")
     return 0
 
 

@@ -47,6 +47,7 @@ def test_cli_end_to_end(fer_tree, tmp_path, capsys):
     assert "train (oversample)" in printed and "Wrote" in printed
     assert tree_digest(fer_tree) == before  # the input folder is never modified
     assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",  # the dataset card (schema, recipe, class table; no images)
         "class_distribution.png",
         "dataset_dict.json",
         "fer_hf_dataset.json",
@@ -55,6 +56,7 @@ def test_cli_end_to_end(fer_tree, tmp_path, capsys):
         "validation",
     ]  # no valence_arousal.png (FER2013 has none) and no build folder left behind
 
+    assert "fer-hf prepare fer2013" in (out / "README.md").read_text()
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["num_skipped"] == 0 and report["skipped"] == []
     assert report["class_counts_before"]["train"]["happy"] == 9
