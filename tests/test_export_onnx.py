@@ -126,12 +126,74 @@ def test_static_int8_calibrated_on_class_folders(tiny_folders, class_folders, tm
     assert report["sample"]["labelled"] and report["sample"]["skipped_files"] == 1
     assert report["calibration_sample"]["source"].endswith("train")
     int8 = report["int8"]
-    assert "QLinearConv" in int8["quantized_ops"]
+    # The ViT's only convolution (the patch embedding) reads the input, so it stays fp32.
+    assert ("QLinearMatMul" if kind == "vit" else "QLinearConv") in int8["quantized_ops"]
+    search = int8["prefix_search"]
+    if kind == "vit":  # the fp32-prefix search is for CNNs
+        assert search is None
+    else:
+        assert search["check_images"] == 24  # too few held-out training images: all 24
+        assert search["agreement"] == max(search["agreement_by_prefix"])
+        assert search["agreement_by_prefix"].index(search["agreement"]) == search["prefix"]
     assert 0.0 <= report["fp32"]["accuracy"] <= 1.0
     drop = 100 * (report["fp32"]["accuracy"] - int8["accuracy"])
     assert int8["accuracy_drop_points"] == pytest.approx(drop)
     assert int8["passed"] == (int8["top1_agreement_with_fp32"] >= 0.99 and drop <= 0.5)
     assert report["passed"] == (report["fp32"]["passed"] and int8["passed"])
+
+
+def _producers(path):
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return {out: node.op_type for node in graph.node for out in node.output}, graph
+
+
+def test_static_int8_keeps_input_conv_and_output_layers_in_fp32(
+    tiny_folders, class_folders, tmp_path
+):
+    """Static int8 never rounds the 8-bit pixels or the logits; a prefix of layers may stay fp32."""
+    out = tmp_path / "onnx"
+    report = export_model(
+        tiny_folders["factorized"], out, "static", data=class_folders, measure_speed=False
+    )
+    int8 = report["int8"]
+    by_design = int8["float_nodes"][:3]
+    assert by_design[0].endswith("stem.0/Conv")
+    assert by_design[1:] == ["/classifier/Gemm", "/valence_arousal/Gemm"]
+    prefix = int8["float_nodes"][3:]
+    assert len(prefix) == int8["prefix_search"]["prefix"]
+    producer, graph = _producers(out / "model_quantized.onnx")
+    assert producer["logits"] == "Gemm"  # float logits: no uint8 ties
+    tanh = next(node for node in graph.node if node.op_type == "Tanh")
+    assert producer[tanh.input[0]] == "Gemm"
+    first = next(node for node in graph.node if "pixel_values" in node.input)
+    assert first.op_type == "Conv"
+    for name in prefix:  # the prefix convolutions run in fp32 too
+        assert any(node.name == name and node.op_type == "Conv" for node in graph.node)
+
+    # Without the search only the input convolution and the two heads stay fp32.
+    plain = export_model(
+        tiny_folders["factorized"],
+        tmp_path / "plain",
+        "static",
+        data=class_folders,
+        measure_speed=False,
+        int8_target_agreement=None,
+    )
+    assert plain["int8"]["float_nodes"] == by_design and plain["int8"]["prefix_search"] is None
+    assert plain["calibration_sample"]["num_check_images"] == 0
+    with pytest.raises(
+        ValueError, match="`int8_target_agreement` must be in \\(0, 1\\] or None, got 1.5"
+    ):
+        export_model(
+            tiny_folders["factorized"],
+            tmp_path / "x",
+            "static",
+            data=class_folders,
+            measure_speed=False,
+            int8_target_agreement=1.5,
+        )
 
 
 def test_quantized_default_model_is_smaller_and_timed(tmp_path, class_folders):
@@ -211,6 +273,7 @@ def test_cli_export(tiny_folders, class_folders, tmp_path, capsys):
     assert report["sample"]["num_images"] == 16
     printed = capsys.readouterr().out
     assert "max |diff| vs PyTorch" in printed and "top-1 agreement" in printed
+    assert "nodes kept in fp32" in printed
     assert main(["export", str(tmp_path / "nope"), "--output", str(out)]) == 2
     assert "not a model folder" in capsys.readouterr().err
     # Re-exporting without --quantize leaves no stale int8 file behind.

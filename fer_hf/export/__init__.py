@@ -5,7 +5,13 @@ Must not import fer_hf.data, training, hub, inference or cli.
 
 from .convert import FP32_ATOL, ONNX_FILE_NAME, export_model, format_report
 from .onnx_config import ONNX_CONFIGS, FerOnnxConfig, onnx_config_for
-from .quantization import QUANTIZE_MODES, QUANTIZED_FILE_NAME, quantize, quantized_op_types
+from .quantization import (
+    QUANTIZE_MODES,
+    QUANTIZED_FILE_NAME,
+    QuantizationResult,
+    quantize,
+    quantized_op_types,
+)
 
 __all__ = [
     "FP32_ATOL",
@@ -14,6 +20,7 @@ __all__ = [
     "QUANTIZED_FILE_NAME",
     "QUANTIZE_MODES",
     "FerOnnxConfig",
+    "QuantizationResult",
     "export_model",
     "format_report",
     "onnx_config_for",

@@ -15,7 +15,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .onnx_config import onnx_config_for
-from .quantization import QUANTIZE_MODES, QUANTIZED_FILE_NAME, cpu_target, quantize
+from .quantization import (
+    QUANTIZE_MODES,
+    QUANTIZED_FILE_NAME,
+    TARGET_AGREEMENT,
+    QuantizationResult,
+    cpu_target,
+    quantize,
+)
 from .quantization import quantized_op_types as _quantized_op_types
 from .samples import Sample, load_sample
 from .speed import onnx_session, onnx_speed
@@ -24,6 +31,8 @@ ONNX_FILE_NAME = "model.onnx"
 FP32_ATOL = 1e-4  # max |logit difference| ONNX fp32 vs PyTorch
 MIN_INT8_AGREEMENT = 0.99  # top-1 agreement int8 vs fp32
 MAX_INT8_ACCURACY_DROP = 0.5  # accuracy points, when the sample is labelled
+CHECK_MEMORY_BYTES = 256 << 20  # caps the static check images (float32) of large inputs
+MIN_CHECK_IMAGES = 64  # fewer held-out training images: check on the calibration images too
 
 
 def export_model(
@@ -36,6 +45,8 @@ def export_model(
     num_calibration: int = 128,
     seed: int = 0,
     measure_speed: bool = True,
+    num_check: int = 1024,
+    int8_target_agreement: float | None = TARGET_AGREEMENT,
 ) -> dict[str, Any]:
     """Export `model_dir` to `output/model.onnx` (+ `model_quantized.onnx`), check it, report.
 
@@ -50,6 +61,12 @@ def export_model(
         num_validation / num_calibration: images used for the parity checks / calibration.
         seed: picks the images.
         measure_speed: time fp32 and int8 (batch 1 and 64, one thread) and name the faster file.
+        num_check: static only: further training images (never the validation sample, capped
+            at 256 MB) on which int8 is compared with fp32 to choose the layers kept fp32.
+        int8_target_agreement: static CNNs: the search for the early layers to keep fp32 (see
+            `quantize`) stops once int8 agrees this well with fp32 on the check images. None
+            skips it (only the input convolutions and output layers stay fp32), e.g. to time
+            int8 on an untrained model.
     Returns the report also written to `output/parity.json`; `report["passed"]` says whether every
     check held (fp32 |diff| <= 1e-4; int8 top-1 agreement >= 99% and accuracy drop <= 0.5 point).
     """
@@ -72,6 +89,12 @@ def export_model(
         )
     if quantize_mode is not None and quantize_mode not in QUANTIZE_MODES:
         raise ValueError(f"Unknown --quantize {quantize_mode!r}; expected one of {QUANTIZE_MODES}.")
+    if not isinstance(num_check, int) or num_check < 0:
+        raise ValueError(f"`num_check` must be a non-negative int, got {num_check!r}.")
+    if int8_target_agreement is not None and not 0.0 < int8_target_agreement <= 1.0:
+        raise ValueError(
+            f"`int8_target_agreement` must be in (0, 1] or None, got {int8_target_agreement!r}."
+        )
     if quantize_mode == "static" and data is None:
         raise ValueError(
             "--quantize static needs --calibration DATA (a `fer-hf prepare` folder, a "
@@ -124,21 +147,31 @@ def export_model(
     progress.update()
     if quantize_mode is not None:
         progress.set_postfix_str(f"quantize ({quantize_mode})")
-        calibration = None
+        calibration = check = None
+        search = int8_target_agreement is not None
         if quantize_mode == "static":
-            calibration = _sample(
-                data, "calibration", num_calibration, seed, processor, model.config
+            per_image = validation["pixel_values"][0].nbytes
+            num_check = min(num_check, CHECK_MEMORY_BYTES // per_image)
+            sample = _sample(
+                data, "calibration", num_calibration + num_check, seed, processor, model.config
             )
-            report["calibration_sample"] = calibration["description"]
-        int8_path = quantize(
+            calibration, check = _split_check(sample["pixel_values"], num_calibration)
+            report["calibration_sample"] = {
+                **sample["description"],
+                "num_images": len(calibration),
+                "num_check_images": len(check) if search else 0,
+            }
+        result = quantize(
             onnx_path,
             quantize_mode,
             config=model.config,
-            calibration_pixel_values=None if calibration is None else calibration["pixel_values"],
+            calibration_pixel_values=calibration,
+            check_pixel_values=check if search else None,
+            target_agreement=int8_target_agreement if search else TARGET_AGREEMENT,
         )
         progress.update()
         progress.set_postfix_str("check int8 vs fp32")
-        report["int8"] = _check_int8(int8_path, onnx_path, quantize_mode, validation, fp32)
+        report["int8"] = _check_int8(result, onnx_path, quantize_mode, validation, fp32)
         progress.update()
 
     if measure_speed:
@@ -155,8 +188,17 @@ def export_model(
     return report
 
 
-def _check_int8(int8_path: Path, fp32_path: Path, mode: str, validation, fp32) -> dict[str, Any]:
+def _split_check(pixel_values: np.ndarray, num_calibration: int):
+    """Calibration images and the held-out check images (all of them when too few are left)."""
+    calibration, check = pixel_values[:num_calibration], pixel_values[num_calibration:]
+    return calibration, check if len(check) >= MIN_CHECK_IMAGES else pixel_values
+
+
+def _check_int8(
+    result: QuantizationResult, fp32_path: Path, mode: str, validation, fp32
+) -> dict[str, Any]:
     """The int8 section of parity.json: agreement with fp32 and, when labelled, accuracy."""
+    int8_path = result.path
     int8 = _run_onnx(int8_path, validation["pixel_values"])
     agreement = _agreement(int8["logits"], fp32["logits"])
     section = {
@@ -164,6 +206,8 @@ def _check_int8(int8_path: Path, fp32_path: Path, mode: str, validation, fp32) -
         "mode": mode,
         "preset": cpu_target(),
         "quantized_ops": sorted(_quantized_op_types(int8_path)),
+        "float_nodes": list(result.float_nodes),
+        "prefix_search": result.search,
         "size_bytes": int8_path.stat().st_size,
         "fp32_size_bytes": fp32_path.stat().st_size,
         "top1_agreement_with_fp32": agreement,
@@ -279,6 +323,16 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"     size {q['size_bytes'] / 1e6:.2f} MB vs {q['fp32_size_bytes'] / 1e6:.2f} MB"
         )
+        search = q.get("prefix_search")
+        if q.get("float_nodes"):
+            line = f"     {len(q['float_nodes'])} nodes kept in fp32"
+            if search:
+                line += (
+                    f" of {search['quantizable_nodes']} (a {search['prefix']}-node prefix: "
+                    f"{search['agreement']:.2%} agreement on {search['check_images']} training "
+                    "images)"
+                )
+            lines.append(line)
     if "speed_1_thread" in report:
         speed = report["speed_1_thread"]
         for name, s in speed.items():
