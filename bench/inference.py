@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/inference.py --table                     # all kinds: ~15 min, ViT-B
     .venv/bin/python bench/inference.py --kinds factorized --table  # the shipped model: ~1 min
+    .venv/bin/python bench/inference.py --models checkpoints/fer2013-*  # the trained releases
 
 Builds untrained default-size models (`init_model_folder`; speed does not depend on the
-weights), exports each to ONNX fp32, int8 static (QOperator, calibrated on FER2013 when
+weights), or takes trained model folders with --models (their own input size and variant),
+exports each to ONNX fp32, int8 static (QOperator, calibrated on FER2013 when
 ../shared/data/fer2013 exists, else on noise: fine for timing) and int8 dynamic, then times
 PyTorch eager and the three ONNX files: batch-1 latency (median, p90) and batch-64 throughput,
 with 1 and 2 threads. The end-to-end figure is `FerPredictor.predict` (detect -> crop ->
@@ -27,6 +29,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 FER2013 = REPO.parent / "shared" / "data" / "fer2013"
+BACKBONE_KINDS = {"fer_factorized": "factorized", "resnet": "baseline", "vit": "vit"}
 TARGETS = {"latency_ms": 0.6, "throughput_batch64": 5000.0, "end_to_end_fps": 30.0}
 
 
@@ -55,15 +58,16 @@ def machine() -> dict:
     }
 
 
-def build(kind: str, workdir: Path, calibration: Path | None) -> dict:
-    """Model folder + ONNX files of one kind; returns paths and model facts."""
+def build(kind: str, workdir: Path, calibration: Path | None, folder: Path | None = None) -> dict:
+    """Model folder (`folder`, or an untrained one of `kind`) + its ONNX files; paths and facts."""
     from transformers import AutoConfig
 
     from fer_hf.export import export_model, quantize
     from fer_hf.models import init_model_folder, register
 
     register()
-    folder = init_model_folder(kind, workdir / kind)
+    if folder is None:
+        folder = init_model_folder(kind, workdir / kind)
     config = AutoConfig.from_pretrained(folder)
     data = calibration if calibration is not None else _noise_folder(workdir, config.image_size)
     onnx_dir = workdir / f"{kind}-onnx"
@@ -89,6 +93,7 @@ def build(kind: str, workdir: Path, calibration: Path | None) -> dict:
         "onnx_dir": onnx_dir,
         "input_shape": (config.num_channels, config.image_size, config.image_size),
         "backbone": config.backbone_config.model_type,
+        "model_kind": BACKBONE_KINDS.get(config.backbone_config.model_type, kind),
     }
 
 
@@ -135,6 +140,7 @@ def time_backends(kind: str, built: dict, threads: int, min_time: float, big_cal
         rows.append(
             {
                 "kind": kind,
+                "model_kind": built["model_kind"],
                 "backbone": built["backbone"],
                 "input": list(built["input_shape"]),
                 "params": params,
@@ -184,6 +190,7 @@ def end_to_end(kind: str, built: dict, threads: int, min_time: float) -> list:
         rows.append(
             {
                 "kind": kind,
+                "model_kind": built["model_kind"],
                 "backend": backend,
                 "threads": threads,
                 "detector": repr(predictor.detector),
@@ -200,12 +207,12 @@ def end_to_end(kind: str, built: dict, threads: int, min_time: float) -> list:
 
 def targets(rows: list, e2e: list) -> dict:
     """The issue's targets for the factorized model, each with the run that came closest."""
-    onnx = [r for r in rows if r["kind"] == "factorized" and r["backend"].startswith("onnx")]
+    onnx = [r for r in rows if r["model_kind"] == "factorized" and r["backend"].startswith("onnx")]
     if not onnx:
         return {}
     fastest = min(onnx, key=lambda r: r["latency_ms_median"])
     widest = max(onnx, key=lambda r: r["throughput_batch64"])
-    found = [r for r in e2e if r["kind"] == "factorized" and r["faces_found"] >= 1]
+    found = [r for r in e2e if r["model_kind"] == "factorized" and r["faces_found"] >= 1]
     best = max(found, key=lambda r: r["frames_per_s"]) if found else None
     summary = {
         "batch1_latency_ms": {
@@ -268,6 +275,13 @@ def main() -> None:
         default=["factorized", "baseline", "vit"],
         choices=["factorized", "baseline", "vit"],
     )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="trained model folders to time instead of untrained --kinds (label: folder name)",
+    )
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
     parser.add_argument("--big-calls", type=int, default=3, help="min batch-64 calls")
@@ -278,16 +292,22 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    for folder in args.models or []:
+        if not (folder / "config.json").is_file():
+            parser.error(f"--models: {folder} is not a model folder (no config.json)")
+    jobs = [(kind, None) for kind in args.kinds] if not args.models else []
+    jobs += [(folder.name, folder) for folder in args.models or []]
+
     result = {"machine": machine(), "models": [], "end_to_end": []}
     with tempfile.TemporaryDirectory(prefix="fer_hf_bench_") as tmp:
-        for kind in args.kinds:
+        for kind, folder in jobs:
             print(f"building {kind} ...", file=sys.stderr)
-            built = build(kind, Path(tmp), args.calibration)
+            built = build(kind, Path(tmp), args.calibration, folder)
             for threads in args.threads:
                 result["models"] += time_backends(
                     kind, built, threads, args.min_time, args.big_calls
                 )
-                if kind in args.e2e_kinds:
+                if built["model_kind"] in args.e2e_kinds:
                     result["end_to_end"] += end_to_end(kind, built, threads, args.min_time)
     result["calibration"] = str(args.calibration) if args.calibration else "noise images"
     result["targets"] = targets(result["models"], result["end_to_end"])

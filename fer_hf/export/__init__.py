@@ -11,6 +11,7 @@ from .quantization import (
     QuantizationResult,
     quantize,
     quantized_op_types,
+    snap_conv_weights_to_int8_grid,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "onnx_config_for",
     "quantize",
     "quantized_op_types",
+    "snap_conv_weights_to_int8_grid",
 ]
