@@ -542,14 +542,6 @@ def _add_release(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--no-speed", action="store_true", help="skip timing the ONNX files")
     p.add_argument(
-        "--int8-weight-grid",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="round the convolution weights onto the static int8 grid before storing them, so "
-        "onnx/'s int8 file carries them exactly (measured in the fp16 check and metrics.json); "
-        "default: exactly when onnx/ gets a static int8 file",
-    )
-    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing non-empty OUT (only once the new release is built)",
@@ -564,7 +556,7 @@ def _run_release(args: argparse.Namespace) -> int:
         args.run_dir, args.output, args.data, split=args.split, tta=args.tta, onnx=args.onnx,
         quantize=args.quantize, bench_files=args.bench, repo_id=args.repo_id,
         license=args.license, overwrite=args.overwrite, batch_size=args.batch_size,
-        measure_speed=not args.no_speed, int8_weight_grid=args.int8_weight_grid,
+        measure_speed=not args.no_speed,
     )  # fmt: skip
     print(format_release_report(report))
     print(f"Wrote {args.output}")

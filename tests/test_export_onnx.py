@@ -18,7 +18,6 @@ from fer_hf.export import (
     export_model,
     onnx_config_for,
     quantized_op_types,
-    snap_conv_weights_to_int8_grid,
 )
 from fer_hf.export.samples import load_sample
 from fer_hf.models import FerConfig, build_model, init_model_folder, register, tiny_config
@@ -195,83 +194,6 @@ def test_static_int8_keeps_input_conv_and_output_layers_in_fp32(
             measure_speed=False,
             int8_target_agreement=1.5,
         )
-
-
-def _int8_weight_error_in_steps(folder):
-    """Largest |dequantized int8 weight - fp32 (batch-norm folded) weight| over the QLinearConvs,
-    in units of each channel's quantization step; and how many QLinearConvs there are."""
-    import onnx
-    from onnx import numpy_helper
-
-    def arrays(name):
-        graph = onnx.load(str(folder / name)).graph
-        return graph, {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-
-    graph, quantized = arrays("model_quantized.onnx")
-    _, fp32 = arrays("model.onnx")
-    worst, count = 0.0, 0
-    for node in graph.node:
-        if node.op_type != "QLinearConv":
-            continue
-        weight = fp32[node.input[3].removesuffix("_quantized")].astype(np.float64)
-        shape = (-1,) + (1,) * (weight.ndim - 1)
-        scale = quantized[node.input[4]].astype(np.float64).reshape(shape)
-        steps = np.abs(quantized[node.input[3]] * scale - weight) / scale
-        worst, count = max(worst, float(steps.max())), count + 1
-    return worst, count
-
-
-def test_int8_grid_weights_survive_export_and_quantization_exactly(tmp_path, class_folders):
-    """Snapped convolution weights are what the int8 file stores, through BN folding and fp16."""
-    from transformers import AutoModelForImageClassification
-
-    register()
-    torch.manual_seed(0)
-    model, processor = build_model(
-        "factorized", image_size=32, backbone_config=tiny_config("factorized")
-    )
-    model.train()
-    with torch.no_grad():  # batch-norm statistics that are not the identity (folding matters)
-        for _ in range(3):
-            model(pixel_values=torch.randn(8, 1, 32, 32) * 2 + 0.5)
-    model.eval()
-    plain = tmp_path / "plain"
-    model.save_pretrained(plain)
-    processor.save_pretrained(plain)
-    assert snap_conv_weights_to_int8_grid(model) == sum(
-        isinstance(m, torch.nn.Conv2d) for m in model.modules()
-    )
-    snapped, fp16 = tmp_path / "snapped", tmp_path / "snapped-fp16"
-    model.save_pretrained(snapped)
-    processor.save_pretrained(snapped)
-    model.half().float()  # the release stores float16
-    model.save_pretrained(fp16)
-    processor.save_pretrained(fp16)
-    errors = {}
-    for name, folder in (("plain", plain), ("snapped", snapped), ("fp16", fp16)):
-        export_model(
-            folder,
-            tmp_path / f"{name}-onnx",
-            "static",
-            data=class_folders,
-            measure_speed=False,
-            int8_target_agreement=None,
-        )
-        errors[name] = _int8_weight_error_in_steps(tmp_path / f"{name}-onnx")
-    assert errors["snapped"][1] == errors["plain"][1] > 0
-    assert errors["plain"][0] > 0.3  # ordinary weights sit anywhere between grid points
-    assert errors["snapped"][0] < 1e-3  # snapped ones on them
-    # float16 keeps 11 bits: k * s moves by at most 127 * 2 * 2**-11 = 0.124 of a step.
-    assert errors["fp16"][0] < 0.13
-    # Snapping moves each weight by at most half a step: the model stays close to the original.
-    reloaded = AutoModelForImageClassification.from_pretrained(fp16).eval()
-    original = AutoModelForImageClassification.from_pretrained(plain).eval()
-    x = processor(
-        [Image.new("L", (32, 32), 128), Image.new("L", (32, 32), 30)], return_tensors="pt"
-    )["pixel_values"]
-    with torch.inference_mode():
-        diff = (reloaded(pixel_values=x).logits - original(pixel_values=x).logits).abs().max()
-    assert 0 < float(diff) < 0.5
 
 
 def test_quantized_default_model_is_smaller_and_timed(tmp_path, class_folders):

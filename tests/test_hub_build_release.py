@@ -4,7 +4,6 @@ metrics from the release weights, onnx/, card); publish --dry-run on it; refusal
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -22,7 +21,6 @@ from PIL import Image
 from safetensors import safe_open
 
 from fer_hf.cli import main
-from fer_hf.export import snap_conv_weights_to_int8_grid
 from fer_hf.hub import build_release as build_release_module
 from fer_hf.hub.build_release import build_release
 
@@ -159,17 +157,6 @@ def test_release_folder_holds_the_issue_files(release, run_dir):
     assert "tiny-factorized" in card.text and "[More Information Needed]" not in card.text
 
 
-def _grid_error_in_steps(model) -> float:
-    """Largest distance of a convolution weight from its channel's int8 grid, in grid steps."""
-    worst = 0.0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            weight = module.weight.detach().double().flatten(1)
-            steps = weight / (weight.abs().amax(1, keepdim=True) / 127)
-            worst = max(worst, float((steps - steps.round()).abs().max()))
-    return worst
-
-
 def test_release_loads_as_float32_and_matches_the_run(release, run_dir, data):
     from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
@@ -199,21 +186,13 @@ def test_release_loads_as_float32_and_matches_the_run(release, run_dir, data):
     processor = AutoImageProcessor.from_pretrained(release, use_fast=False)
     dataset, _ = load_eval_split(data, "validation", list(model.config.id2label.values()))
     pixel_values = processor(list(dataset["image"]), return_tensors="pt")["pixel_values"]
-    # The release gets a static int8 file, so its convolutions were put on the int8 grid first.
-    snapped = copy.deepcopy(run)
-    count = snap_conv_weights_to_int8_grid(snapped)
-    assert json.loads((release / "onnx" / "parity.json").read_text())["int8"]["mode"] == "static"
     with torch.inference_mode():
-        original, expected, got = (
+        expected, got = (
             run(pixel_values=pixel_values).logits,
-            snapped(pixel_values=pixel_values).logits,
             model(pixel_values=pixel_values).logits,
         )
     torch.testing.assert_close(got, expected, atol=FP16_LOGIT_ATOL, rtol=0)
     assert not torch.equal(got, expected)  # the weights really were rounded to fp16
-    assert not torch.equal(got, original)
-    assert count == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    assert _grid_error_in_steps(model) < 0.13 < 0.3 < _grid_error_in_steps(run)
 
     # metrics.json describes the release weights themselves (flip TTA, as recorded).
     probabilities, _, labels, _, _ = predict(model, processor, dataset, tta="flip", device="cpu")
@@ -263,35 +242,10 @@ def test_overwrite_only_when_asked_and_onnx_by_size(run_dir, data, tmp_path, mon
     )
     assert report["onnx"] is None and "pass --onnx" in report["onnx_skipped"]
     assert report["passed"] and report["weights"]["fp16_check"]["top1_agreement"] >= 0.99
-    assert report["weights"]["int8_grid_convolutions"] == 0  # no int8 file: weights as trained
     assert not (out / "old.txt").exists() and not (out / "onnx").exists()
     assert json.loads((out / "metrics.json").read_text())["split"] == "test"
     assert ModelCard.load(out / "README.md").data.model_name == "tiny"
     assert report["size_bytes"] == sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-
-
-def test_int8_weight_grid_can_be_forced_either_way(run_dir, data, tmp_path):
-    from transformers import AutoModelForImageClassification
-
-    run = AutoModelForImageClassification.from_pretrained(run_dir).eval()
-    x = torch.randn(4, 1, 32, 32)
-    logits, errors = {}, {}
-    for grid in (False, True):
-        out = tmp_path / f"grid-{grid}"
-        report = build_release(
-            run_dir, out, data, license=LICENSE, onnx=False, int8_weight_grid=grid
-        )
-        convs = sum(isinstance(m, torch.nn.Conv2d) for m in run.modules())
-        assert report["weights"]["int8_grid_convolutions"] == (convs if grid else 0)
-        model = AutoModelForImageClassification.from_pretrained(out).eval()
-        errors[grid] = _grid_error_in_steps(model)
-        with torch.inference_mode():
-            logits[grid] = model(pixel_values=x).logits
-    with torch.inference_mode():
-        reference = run(pixel_values=x).logits
-    torch.testing.assert_close(logits[False], reference, atol=FP16_LOGIT_ATOL, rtol=0)
-    assert not torch.equal(logits[True], logits[False])
-    assert errors[True] < 0.13 < 0.3 < errors[False]
 
 
 def test_failed_build_leaves_the_output_as_it_was(run_dir, data, tmp_path):

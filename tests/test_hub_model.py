@@ -255,6 +255,26 @@ def test_speed_section_takes_the_matching_bench_entries(release, tmp_path, caplo
     assert "41.2 frames/s with onnx-fp32, 2 thread(s)" in text
     assert "Machine: Bench CPU (2 logical cores; avx2), 2025-01-01." in text
 
+    # `bench/inference.py --models` labels rows by folder name and adds `model_kind`; the
+    # end-to-end rows follow the matched folder, not another release of the same kind.
+    labelled = {**row, "kind": "fer2013-factorized", "model_kind": "factorized"}
+    frame = {"backend": "torch", "threads": 1, "frame": "640x480, one face"}
+    inference_json.write_text(
+        json.dumps(
+            {
+                "machine": {"cpu": "Bench CPU", "logical_cores": 2},
+                "models": [labelled, {**labelled, "kind": "other", "params": n_params + 1}],
+                "end_to_end": [
+                    {**frame, "kind": "fer2013-factorized", "frames_per_s": 44.9},
+                    {**frame, "kind": "other", "frames_per_s": 12.5},
+                ],
+            }
+        )
+    )
+    text = render_model_card(load_release(folder), REPO_ID).text
+    assert text.count("`bench/inference.py` |") == 1
+    assert "44.9 frames/s with torch" in text and "12.5 frames/s" not in text
+
     models_json.write_text(
         json.dumps(
             {

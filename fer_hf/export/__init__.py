@@ -11,7 +11,6 @@ from .quantization import (
     QuantizationResult,
     quantize,
     quantized_op_types,
-    snap_conv_weights_to_int8_grid,
 )
 
 __all__ = [
@@ -27,5 +26,4 @@ __all__ = [
     "onnx_config_for",
     "quantize",
     "quantized_op_types",
-    "snap_conv_weights_to_int8_grid",
 ]

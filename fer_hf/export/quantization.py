@@ -27,9 +27,6 @@ CALIBRATION_MEMORY_BYTES = 1 << 30  # activations kept alive per calibration bat
 # images; above the export's 99% gate because 512 parity images give that gate +-0.4 points noise.
 TARGET_AGREEMENT = 0.995
 MAX_FLOAT_PREFIX = 0.5  # share of the quantizable nodes the search may keep in fp32
-# The static recipe's weight grid: per output channel, symmetric int8 in [-127, 127], scale =
-# max|w| / 127 (what ONNX Runtime's quantizer writes for the preset's symmetric weights).
-WEIGHT_QMAX = 127
 # Ops that never make a node worth keeping in float on their own: activations fused into their
 # producer, data movement, and the ops a classifier's output goes through (Linear -> tanh).
 _PASSTHROUGH_OPS = frozenset(
@@ -88,13 +85,18 @@ def quantize(
       (uint8 logits create exact ties).
     - CNNs also keep their first nodes in graph order fp32, the most sensitive ones and those
       where int8 is not faster (few channels, 9-weight depthwise kernels): with
-      `check_pixel_values`, the prefix (up to a fifth of the nodes) with the best agreement on
-      them, stopping early at `target_agreement`. With a 5-node prefix: 98.5-99.1%, 0.095 ms,
-      14,500 images/s.
+      `check_pixel_values`, the prefix (up to half of the nodes) with the best agreement on
+      them, stopping early at `target_agreement`. On the 30-epoch release (59.1% accuracy;
+      agreement on its 512 parity / all 3,589 validation faces): a search up to a fifth of the
+      nodes kept 5 fp32, 96.9% / 97.9%; up to half kept 12, 98.2% / 98.2%, still faster than
+      fp32 at batch 64.
     - int8 can go no further on these models: simulated with ideal per-channel activation
       ranges it reaches 98.6%, quantizing only the weights 99.2%. The flips are near-ties of
-      fp32 logits (2.6% of images have a top-2 margin under 0.02). Keeping more nodes fp32
-      gains little until about two thirds are: 99.4% with 18 of 27 at 0.134 ms, fp32's speed.
+      fp32 logits (2.6% of images have a top-2 margin under 0.02). On a 22-epoch checkpoint,
+      ranking the nodes by the flips each causes alone and keeping the worst in fp32 did no
+      better than the prefix (97.8-98.6% with 2-10 nodes); rounding the weights onto the int8
+      grid before export (so that only activations differ) gained 0.3 point of agreement but
+      changed 1.6% of the fp32 model's own predictions, so neither is used.
 
     Args:
         model_path: the fp32 ONNX file.
@@ -163,37 +165,6 @@ def quantize(
         shutil.move(save_dir / f"{prepared.stem}_quantized.onnx", target)
         shutil.move(save_dir / "ort_config.json", output_dir / "ort_config.json")
     return QuantizationResult(target, tuple(float_nodes), search)
-
-
-def snap_conv_weights_to_int8_grid(model) -> int:
-    """Round every convolution weight of `model` (a torch module) onto the static int8 grid.
-
-    Per output channel c, w <- round(w / s_c) * s_c with s_c = max|w_c| / 127: the values the
-    quantizer will store for that convolution, so an int8 export of the snapped model carries
-    its weights exactly and differs from fp32 in activation rounding alone. Batch-norm folding
-    scales whole output channels, which moves the grid with them, so the equality survives the
-    export's Conv+BN fusion; float16 storage keeps it too (an error below 0.13 of a step).
-
-    It is a weight change, not a free one: measure the snapped model (the release does). On the
-    FER2013 factorized release it cost 0.03 accuracy points and raised int8-vs-fp32 top-1
-    agreement on the 3,589 validation faces from 97.7% to 98.5% before any node is kept fp32.
-    Modifies `model` in place; returns the number of convolutions snapped.
-    """
-    import torch
-
-    count = 0
-    with torch.no_grad():
-        for module in model.modules():
-            if not isinstance(module, torch.nn.Conv2d):
-                continue
-            weight = module.weight
-            flat = weight.detach().double().reshape(weight.shape[0], -1)  # (C_out, C_in/g*kh*kw)
-            scale = flat.abs().amax(dim=1, keepdim=True) / WEIGHT_QMAX
-            scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel
-            snapped = torch.round(flat / scale).clamp(-WEIGHT_QMAX, WEIGHT_QMAX) * scale
-            weight.copy_(snapped.reshape(weight.shape).to(weight.dtype))
-            count += 1
-    return count
 
 
 def _quantization_config(is_static: bool, float_nodes: list[str]):

@@ -9,7 +9,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,38 +136,18 @@ def _compare_logits(run_model, release_model, processor, dataset, batch_size: in
     }
 
 
-def _save_weights(
-    run_dir: Path,
-    staging: Path,
-    data: Path,
-    split: str,
-    batch_size: int,
-    int8_grid: Callable[[int], bool],
-) -> dict:
+def _save_weights(run_dir: Path, staging: Path, data: Path, split: str, batch_size: int) -> dict:
     """Write the model (fp16 safetensors, config saying float32, code files) and the processor,
-    reload it the way users will, and compare its logits with the run's.
-
-    `int8_grid(num_parameters)` says whether the convolution weights are first rounded onto the
-    static int8 grid (`snap_conv_weights_to_int8_grid`); the comparison then covers both changes.
-    """
-    import copy
-
+    reload it the way users will, and compare its logits with the run's."""
     import torch
     from transformers import AutoModelForImageClassification
 
-    from ..export import snap_conv_weights_to_int8_grid
     from ..training.evaluation import load_eval_split, load_model_folder
 
     model, processor, labels = load_model_folder(run_dir)
     model = model.float()  # the config's `dtype` follows the model: float32, what users run
-    num_parameters = sum(p.numel() for p in model.parameters())
-    released = model
-    snapped = 0
-    if int8_grid(num_parameters):
-        released = copy.deepcopy(model)
-        snapped = snap_conv_weights_to_int8_grid(released)
-    state, kept = _fp16_state_dict(released)
-    released.save_pretrained(staging, state_dict=state, safe_serialization=True)
+    state, kept = _fp16_state_dict(model)
+    model.save_pretrained(staging, state_dict=state, safe_serialization=True)
     processor.save_pretrained(staging)
     code_files(staging)  # every auto_map module is there (trust_remote_code loads)
     release_model = AutoModelForImageClassification.from_pretrained(staging).eval()
@@ -186,8 +166,7 @@ def _save_weights(
         "bytes": sum(p.stat().st_size for p in weights),
         "dtype": "float16",
         "kept_float32": kept,
-        "int8_grid_convolutions": snapped,
-        "num_parameters": num_parameters,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
         "fp16_check": check,
     }
 
@@ -243,7 +222,6 @@ def build_release(
     overwrite: bool = False,
     batch_size: int = 64,
     measure_speed: bool = True,
-    int8_weight_grid: bool | None = None,
 ) -> dict[str, Any]:
     """Turn a finished training run into a release folder at `output`.
 
@@ -267,9 +245,6 @@ def build_release(
         repo_id: the card's Hub id; defaults to `fer-hf/<output folder name>`.
         license: the weights' licence when the training data's is unknown to fer-hf.
         measure_speed: time the ONNX files (the card's speed rows come from it).
-        int8_weight_grid: round the convolution weights onto the static int8 grid before storing
-            them (`snap_conv_weights_to_int8_grid`), so the int8 file carries the released
-            weights exactly; None does it exactly when `onnx/` gets a static int8 file.
     Returns a report: weights (files, bytes, fp16 check), metrics, onnx (parity report or None
     with `onnx_skipped` saying why), size_bytes, and `passed` (fp16 and ONNX checks held).
     """
@@ -302,17 +277,7 @@ def build_release(
     staging.mkdir()
     try:
         report: dict[str, Any] = {"output": str(output), "repo_id": repo_id}
-        mode = quantize or _default_quantize(config)
-
-        def exports_onnx(num_parameters: int) -> bool:
-            return onnx is True or (onnx is None and 4 * num_parameters < ONNX_AUTO_MAX_BYTES)
-
-        def int8_grid(num_parameters: int) -> bool:
-            if int8_weight_grid is not None:
-                return int8_weight_grid
-            return mode == "static" and exports_onnx(num_parameters)
-
-        report["weights"] = _save_weights(run_dir, staging, data, split, batch_size, int8_grid)
+        report["weights"] = _save_weights(run_dir, staging, data, split, batch_size)
 
         from ..training.evaluation import evaluate_model
         from ..training.trainer import write_json
@@ -335,7 +300,7 @@ def build_release(
 
         estimate = 4 * report["weights"]["num_parameters"]
         report["onnx"] = None
-        if not exports_onnx(report["weights"]["num_parameters"]) and onnx is None:
+        if onnx is None and estimate >= ONNX_AUTO_MAX_BYTES:
             report["onnx_skipped"] = (
                 f"fp32 ONNX would be about {estimate / 1e6:.1f} MB (>= "
                 f"{ONNX_AUTO_MAX_BYTES / 1e6:.0f} MB); pass --onnx to export it anyway"
@@ -343,7 +308,9 @@ def build_release(
         elif onnx is False:
             report["onnx_skipped"] = "--no-onnx"
         else:
-            parity = _export_onnx(staging, data, mode, measure_speed)
+            parity = _export_onnx(
+                staging, data, quantize or _default_quantize(config), measure_speed
+            )
             parity["model_dir"] = str(output)  # the export read the staging copy
             (staging / ONNX_SUBFOLDER / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")
             report["onnx"] = parity
@@ -370,8 +337,7 @@ def format_release_report(report: dict[str, Any]) -> str:
     lines = [
         f"weights: {', '.join(weights['files'])} ({weights['bytes'] / 1e6:.2f} MB, float16 "
         f"stored, loads as float32; {weights['num_parameters']:,} parameters)",
-        f"{'int8-grid + ' if weights.get('int8_grid_convolutions') else ''}fp16 vs the run's "
-        f"fp32 on {check['num_images']} images: max |logit diff| "
+        f"fp16 vs the run's fp32 on {check['num_images']} images: max |logit diff| "
         f"{check['max_abs_logit_diff']:.2e}, top-1 agreement {check['top1_agreement']:.2%} "
         f"(>= {check['min_top1_agreement']:.0%}) {'ok' if check['passed'] else 'FAILED'}",
         f"{m['split']} (n={m['n']}, tta {m['tta']}): accuracy {m['accuracy']:.4f}, balanced "

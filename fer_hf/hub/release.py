@@ -266,7 +266,12 @@ def _attach_bench(release: Release, path: Path) -> None:
     ):
         release.model_bench = _select_model_bench(doc, kind, n_params, path)
     elif isinstance(models, list) and all(isinstance(r, dict) and "backend" in r for r in models):
-        rows = [r for r in models if r.get("kind") == kind and r.get("params") == n_params]
+        # `bench/inference.py --models` labels rows by folder and adds `model_kind`.
+        rows = [
+            r
+            for r in models
+            if r.get("model_kind", r.get("kind")) == kind and r.get("params") == n_params
+        ]
         if not rows:
             logger.warning(
                 "%s has no %r rows with this release's %d parameters; its latency figures "
@@ -276,7 +281,8 @@ def _attach_bench(release: Release, path: Path) -> None:
                 n_params,
             )
             return
-        end_to_end = [r for r in doc.get("end_to_end") or [] if r.get("kind") == kind]
+        labels = {r.get("kind") for r in rows}
+        end_to_end = [r for r in doc.get("end_to_end") or [] if r.get("kind") in labels]
         release.inference_bench = {
             "rows": rows,
             "end_to_end": end_to_end,
