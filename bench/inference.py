@@ -29,7 +29,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 FER2013 = REPO.parent / "shared" / "data" / "fer2013"
-BACKBONE_KINDS = {"fer_factorized": "factorized", "resnet": "baseline", "vit": "vit"}
 TARGETS = {"latency_ms": 0.6, "throughput_batch64": 5000.0, "end_to_end_fps": 30.0}
 
 
@@ -63,9 +62,10 @@ def build(kind: str, workdir: Path, calibration: Path | None, folder: Path | Non
     from transformers import AutoConfig
 
     from fer_hf.export import export_model, quantize
-    from fer_hf.models import init_model_folder, register
+    from fer_hf.models import BACKBONE_TYPES, init_model_folder, register
 
     register()
+    kinds = {backbone: name for name, backbone in BACKBONE_TYPES.items()}
     if folder is None:
         folder = init_model_folder(kind, workdir / kind)
     config = AutoConfig.from_pretrained(folder)
@@ -93,7 +93,7 @@ def build(kind: str, workdir: Path, calibration: Path | None, folder: Path | Non
         "onnx_dir": onnx_dir,
         "input_shape": (config.num_channels, config.image_size, config.image_size),
         "backbone": config.backbone_config.model_type,
-        "model_kind": BACKBONE_KINDS.get(config.backbone_config.model_type, kind),
+        "model_kind": kinds.get(config.backbone_config.model_type, kind),
     }
 
 
