@@ -67,6 +67,14 @@ def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):
             r"`distillation_alpha` must be in \[0, 1\], got 1.5",
         ),
         (
+            ["--dataset", "d", "--output_dir", "o", "--qat_consistency_weight", "-1"],
+            r"`qat_consistency_weight` must be >= 0, got -1.0",
+        ),
+        (
+            ["--dataset", "d", "--output_dir", "o", "--qat_calibration_steps", "0"],
+            r"`qat_calibration_steps` must be >= 1, got 0",
+        ),
+        (
             ["--dataset", "d", "--output_dir", "o", "--model_overrides", "{bad"],
             "`model_overrides` must be a JSON object",
         ),
@@ -112,7 +120,7 @@ def test_shipped_config_parses_and_is_commented(path, defaults):
     # bf16 needs a GPU; everything else must validate here.
     overrides = ["--bf16", "false"] if config.get("bf16") else []
     model_args, data_args, args = parse_args([str(path), *overrides])
-    device = path.stem.rsplit("_", 1)[1]
+    device = "gpu" if path.stem.endswith("_gpu") else "cpu"  # e.g. factorized_fer2013_qat: CPU
     assert args.use_cpu is (device == "cpu")
     if "affectnet" in path.stem:
         assert model_args.valence_arousal and data_args.num_classes == int(

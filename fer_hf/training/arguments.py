@@ -223,6 +223,33 @@ class FerTrainingArguments(TrainingArguments):
     distillation_temperature: float = field(
         default=4.0, metadata={"help": "Softmax temperature for the distillation term."}
     )
+    quantization_aware: bool = field(
+        default=False,
+        metadata={
+            "help": "Quantization-aware fine-tuning (factorized model): every step also runs "
+            "the network with ONNX Runtime's static int8 simulated and trains both paths to the "
+            "labels and to agree, so `fer-hf export --quantize static` keeps the fp32 "
+            "predictions. Start from a trained model (--model_name_or_path) at a low rate."
+        },
+    )
+    qat_consistency_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Weight of the symmetric KL term between the fp32 and the simulated int8 "
+            "outputs (quantization_aware only)."
+        },
+    )
+    qat_calibration_samples: int = field(
+        default=128,
+        metadata={
+            "help": "Training images (no augmentation, seeded) whose min/max ranges set the "
+            "simulated activation grids, as the export's 128-image calibration does."
+        },
+    )
+    qat_calibration_steps: int = field(
+        default=100,
+        metadata={"help": "Re-calibrate the activation ranges every N optimizer steps."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -246,6 +273,13 @@ class FerTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"`distillation_temperature` must be > 0, got {self.distillation_temperature}."
             )
+        if not (self.qat_consistency_weight >= 0 and math.isfinite(self.qat_consistency_weight)):
+            raise ValueError(
+                f"`qat_consistency_weight` must be >= 0, got {self.qat_consistency_weight}."
+            )
+        for name in ("qat_calibration_samples", "qat_calibration_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, FerTrainingArguments)

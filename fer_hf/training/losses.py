@@ -56,6 +56,17 @@ def distillation_loss(
     return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * temperature**2
 
 
+def symmetric_kl(a_logits: torch.Tensor, b_logits: torch.Tensor) -> torch.Tensor:
+    """`(KL(p_a || p_b) + KL(p_b || p_a)) / 2`, batch mean; each side's target is detached, so
+    each distribution is pulled toward the other (as in deep mutual learning, Zhang et al. 2018).
+    """
+    a = F.log_softmax(a_logits.float(), dim=-1)
+    b = F.log_softmax(b_logits.float(), dim=-1)
+    a_to_b = F.kl_div(b, a.detach(), reduction="batchmean", log_target=True)
+    b_to_a = F.kl_div(a, b.detach(), reduction="batchmean", log_target=True)
+    return 0.5 * (a_to_b + b_to_a)
+
+
 class ClassBalancedSampler(Sampler[int]):
     """Draws `num_samples` indices with replacement so every class is equally likely.
 
@@ -93,4 +104,4 @@ class ClassBalancedSampler(Sampler[int]):
         return iter(draw.tolist())
 
 
-__all__ = ["ClassBalancedSampler", "distillation_loss", "focal_loss"]
+__all__ = ["ClassBalancedSampler", "distillation_loss", "focal_loss", "symmetric_kl"]

@@ -183,6 +183,13 @@ def summary_line(summary: dict) -> str:
     return " | ".join(parts)
 
 
+def calibration_pixel_values(dataset, processor, num_samples: int, seed: int) -> torch.Tensor:
+    """`num_samples` records of `dataset` (seeded draw), preprocessed without augmentation."""
+    count = min(num_samples, len(dataset))
+    picked = dataset.shuffle(seed=seed).select(range(count))
+    return FerTransform(processor)(picked[0:count])["pixel_values"]
+
+
 def train(model_args, data_args, training_args, callbacks=None) -> dict:
     """Run one training; returns the summary also written to `output_dir/train_summary.json`.
 
@@ -190,6 +197,11 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
     the first step. The best checkpoint (by `metric_for_best_model`) ends up in `output_dir` with
     its processor, evaluated on the eval split (and the test split when there is one).
     """
+    if training_args.quantization_aware and model_args.model_kind != "factorized":
+        raise ValueError(
+            f"--quantization_aware supports model_kind factorized (the model whose int8 export is "
+            f"its fast path), not {model_args.model_kind!r}."
+        )
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     data = load_training_data(data_args, seed)
     if model_args.valence_arousal and not has_valence_arousal(data.train):
@@ -221,6 +233,11 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         counts = np.bincount(train_labels, minlength=data.num_classes)
         weights = compute_class_weights(counts, method=training_args.class_weight_method)
 
+    calibration = None
+    if training_args.quantization_aware:
+        calibration = calibration_pixel_values(
+            data.train, processor, training_args.qat_calibration_samples, seed
+        )
     trainer = FerTrainer(
         model=model,
         args=training_args,
@@ -234,6 +251,7 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         class_weights=weights,
         teacher=teacher,
         teacher_processor=teacher_processor,
+        quantization_calibration=calibration,
     )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)

@@ -1,4 +1,5 @@
-"""`FerTrainer`: the HF Trainer plus class-balanced sampling, weighted/focal loss and distillation.
+"""`FerTrainer`: the HF Trainer plus class-balanced sampling, weighted/focal loss, distillation and
+quantization-aware fine-tuning.
 
 Imports fer_hf.models (losses), training siblings; never export, hub or cli.
 """
@@ -15,7 +16,7 @@ from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
 from ..models.modeling_fer import masked_ccc_loss, masked_l1_loss
-from .losses import ClassBalancedSampler, distillation_loss, focal_loss
+from .losses import ClassBalancedSampler, distillation_loss, focal_loss, symmetric_kl
 from .transforms import convert_pixel_values
 
 _PROCESSOR_FIELDS = (
@@ -37,6 +38,11 @@ class FerTrainer(Trainer):
     - `imbalance="weighted_loss"` / `"focal"`: cross-entropy weighted by `class_weights` / focal
       loss (weighted too when `class_weights` is given).
     - `teacher`: loss = alpha * KL(teacher || student at temperature T) * T^2 + (1 - alpha) * CE.
+    - `quantization_aware`: each step also runs the model with int8 simulated
+      (`QuantizationSimulator`, calibrated on `quantization_calibration` every
+      `qat_calibration_steps` steps); loss = mean of the two paths' losses above +
+      `qat_consistency_weight` * symmetric KL between them. Logs `qat_agreement`, the share of
+      training images whose simulated int8 top-1 matches the fp32 one.
     Otherwise, and always for evaluation, the loss is the model's own (CE + valence/arousal), so
     eval losses compare across runs. Checkpoints hold no pickles: `training_args.bin` is replaced
     by `training_args.json`.
@@ -49,6 +55,7 @@ class FerTrainer(Trainer):
         class_weights: np.ndarray | None = None,
         teacher: torch.nn.Module | None = None,
         teacher_processor=None,
+        quantization_calibration: torch.Tensor | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -64,6 +71,18 @@ class FerTrainer(Trainer):
         self.teacher_processor = teacher_processor
         if teacher is not None:
             self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
+        self.simulator = None
+        if self.args.quantization_aware:
+            from .quantization_aware import QuantizationSimulator
+
+            if quantization_calibration is None or len(quantization_calibration) == 0:
+                raise ValueError(
+                    "quantization_aware needs `quantization_calibration` (preprocessed images)."
+                )
+            self.simulator = QuantizationSimulator(self.model)
+            self.quantization_calibration = quantization_calibration
+            self._calibrated_at: int | None = None
+            self._agreement = [0, 0]  # matches, images since the last log
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.imbalance == "sampler":
@@ -76,6 +95,7 @@ class FerTrainer(Trainer):
             self.args.imbalance in ("weighted_loss", "focal")
             or self.teacher is not None
             or self.args.label_smoothing_factor > 0
+            or self.simulator is not None
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -83,8 +103,31 @@ class FerTrainer(Trainer):
             outputs = model(**inputs)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-        labels = inputs["labels"]
+        teacher_logits = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(
+                    pixel_values=self._teacher_inputs(model, inputs)
+                ).logits
         outputs = model(pixel_values=inputs["pixel_values"])
+        loss = self._task_loss(model, outputs, inputs, teacher_logits)
+        if self.simulator is not None:
+            self._calibrate_if_due()
+            with self.simulator.simulate():
+                simulated = model(pixel_values=inputs["pixel_values"])
+            simulated_loss = self._task_loss(model, simulated, inputs, teacher_logits)
+            consistency = symmetric_kl(outputs.logits, simulated.logits)
+            loss = 0.5 * (loss + simulated_loss) + self.args.qat_consistency_weight * consistency
+            with torch.no_grad():
+                matches = outputs.logits.argmax(-1) == simulated.logits.argmax(-1)
+            self._agreement[0] += int(matches.sum())
+            self._agreement[1] += matches.numel()
+        outputs.loss = loss
+        return (loss, outputs) if return_outputs else loss
+
+    def _task_loss(self, model, outputs, inputs, teacher_logits) -> torch.Tensor:
+        """Expression loss (weighted/focal/smoothed CE, distillation) + valence/arousal loss."""
+        labels = inputs["labels"]
         logits = outputs.logits.float()
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
         smoothing = self.args.label_smoothing_factor
@@ -92,18 +135,29 @@ class FerTrainer(Trainer):
             loss = focal_loss(logits, labels, self.args.focal_gamma, weight, smoothing)
         else:
             loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing)
-        if self.teacher is not None:
-            with torch.no_grad():
-                teacher_logits = self.teacher(
-                    pixel_values=self._teacher_inputs(model, inputs)
-                ).logits
+        if teacher_logits is not None:
             alpha = self.args.distillation_alpha
             kd = distillation_loss(logits, teacher_logits, self.args.distillation_temperature)
             loss = alpha * kd + (1 - alpha) * loss
         if outputs.valence_arousal is not None:
             loss = loss + self._valence_arousal_loss(model, outputs.valence_arousal, inputs)
-        outputs.loss = loss
-        return (loss, outputs) if return_outputs else loss
+        return loss
+
+    def _calibrate_if_due(self) -> None:
+        """Re-derive the simulated activation grids from the current weights when due."""
+        step = self.state.global_step
+        due = self._calibrated_at is None or step - self._calibrated_at >= (
+            self.args.qat_calibration_steps
+        )
+        if due:
+            self.simulator.calibrate(self.quantization_calibration)
+            self._calibrated_at = step
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if self.simulator is not None and self._agreement[1] and "loss" in logs:
+            logs["qat_agreement"] = round(self._agreement[0] / self._agreement[1], 4)
+            self._agreement = [0, 0]
+        super().log(logs, *args, **kwargs)
 
     def _teacher_inputs(self, model, inputs) -> torch.Tensor:
         pixel_values = inputs["pixel_values"]
@@ -146,6 +200,13 @@ def describe_loss(args) -> dict:
         described["class_weight_method"] = args.class_weight_method
     if args.imbalance == "focal":
         described["focal_gamma"] = args.focal_gamma
+    if args.quantization_aware:
+        described.update(
+            quantization_aware=True,
+            qat_consistency_weight=args.qat_consistency_weight,
+            qat_calibration_samples=args.qat_calibration_samples,
+            qat_calibration_steps=args.qat_calibration_steps,
+        )
     if args.teacher_model:
         described.update(
             teacher_model=args.teacher_model,

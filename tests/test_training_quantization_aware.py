@@ -1,0 +1,209 @@
+"""Quantization-aware fine-tuning: the simulator against ONNX Runtime's int8 graph, its
+invisibility outside `simulate()`, and tiny QAT runs (one process and 2-process CPU DDP)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from helpers_training import prepared_dataset, tiny_model_overrides
+from onnx import numpy_helper
+from safetensors.torch import load_file
+from test_training_run import REPO, SUBPROCESS_ENV, flags, run
+
+from fer_hf.export import export_model
+from fer_hf.export.quantization import quantize
+from fer_hf.models import build_model
+from fer_hf.models.modeling_factorized import ConvNormAct
+from fer_hf.training.quantization_aware import QuantizationSimulator, weight_qparams
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return prepared_dataset(tmp_path_factory.mktemp("data"))
+
+
+def _tiny_factorized(seed: int = 0, valence_arousal: bool = True):
+    """A tiny factorized model with non-trivial batch-norm statistics (so folding matters)."""
+    torch.manual_seed(seed)
+    backbone = tiny_model_overrides()["backbone_config"]
+    backbone.se_ratio = 0.0  # the default; squeeze-excitation is not simulated
+    model, processor = build_model(
+        "factorized", image_size=32, valence_arousal=valence_arousal, backbone_config=backbone
+    )
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.weight.data.uniform_(0.5, 2.0)
+            module.bias.data.uniform_(-0.3, 0.3)
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval(), processor
+
+
+def _pixels(count: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand((count, 1, 32, 32), generator=generator) * 2 - 1
+
+
+def test_simulated_grids_are_onnx_runtimes(tmp_path):
+    model, processor = _tiny_factorized()
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    export_model(tmp_path / "model", tmp_path / "onnx", measure_speed=False)
+    calibration, check = _pixels(64, 1), _pixels(128, 2)
+    (tmp_path / "int8").mkdir()
+    result = quantize(
+        tmp_path / "onnx" / "model.onnx",
+        "static",
+        model.config,
+        calibration_pixel_values=calibration.numpy(),
+        output_dir=tmp_path / "int8",
+    )
+    graph = onnx.load(str(result.path)).graph
+    init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "QLinearConv"]
+
+    simulator = QuantizationSimulator(model)
+    # Weights: the int8 values ORT stores are the simulator's grid of the BN-folded weights.
+    blocks = [
+        m
+        for name, m in model.backbone.named_modules()
+        if isinstance(m, ConvNormAct) and not name.startswith("stem")
+    ]
+    assert len(blocks) == len(convs) == len(simulator.quantized_convs)
+    for block, node in zip(blocks, convs, strict=True):
+        conv, norm = block[0], block[1]
+        folded = (
+            conv.weight
+            * (norm.weight / torch.sqrt(norm.running_var + norm.eps))[:, None, None, None]
+        )
+        scale, zero_point = weight_qparams(folded)
+        grid = torch.round(folded / scale[:, None, None, None]).clamp(-127, 127)
+        np.testing.assert_array_equal(grid.detach().numpy(), init[node.input[3]])
+        np.testing.assert_allclose(scale.numpy(), init[node.input[4]], rtol=1e-6)
+        assert not zero_point.any() and not init[node.input[5]].any()
+
+    # Activations: the same scales and zero points as ORT's min/max calibration.
+    simulator.calibrate(calibration)
+    ours = sorted((o.scale, o.zero_point) for o in simulator.observers)
+    theirs = sorted(
+        (float(init[name]), int(init[name.removesuffix("scale") + "zero_point"]))
+        for name in init
+        if name.endswith("_output_0_scale") and init[name].size == 1
+    )
+    assert len(ours) == len(theirs)
+    for (scale, zero_point), (ort_scale, ort_zero_point) in zip(ours, theirs, strict=True):
+        assert scale == pytest.approx(ort_scale, rel=1e-5) and zero_point == ort_zero_point
+
+    # End to end: the simulated int8 logits sit closer to ORT's int8 than the fp32 ones do.
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    int8 = session.run(["logits"], {"pixel_values": check.numpy()})[0]
+    with torch.no_grad():
+        fp32 = model(pixel_values=check).logits.numpy()
+        with simulator.simulate():
+            simulated = model(pixel_values=check).logits.numpy()
+    assert np.abs(simulated - int8).mean() < 0.5 * np.abs(fp32 - int8).mean()
+
+
+def test_simulator_changes_nothing_outside_simulate():
+    model, _ = _tiny_factorized(valence_arousal=False)
+    x = _pixels(8, 3)
+    with torch.no_grad():
+        before = model(pixel_values=x).logits
+    keys = list(model.state_dict())
+    simulator = QuantizationSimulator(model)
+    with pytest.raises(RuntimeError, match="calibrate"):
+        with simulator.simulate():
+            pass
+    simulator.calibrate(_pixels(16, 4))
+    model.train()
+    stats = model.backbone.head[1].running_mean.clone()
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values=x).logits, before)  # BN and dropout frozen
+        with simulator.simulate():
+            simulated = model(pixel_values=x).logits
+    assert torch.equal(model.backbone.head[1].running_mean, stats)
+    assert not torch.equal(simulated, before)
+    assert torch.allclose(simulated, before, atol=0.5)
+    assert list(model.state_dict()) == keys
+    simulator.remove()
+    assert all("_conv_forward" not in vars(m) for m in model.modules())
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values=x).logits, before)
+
+
+def test_simulator_refuses_other_backbones_and_squeeze_excitation():
+    model, _ = build_model("baseline", image_size=32, **tiny_model_overrides("baseline"))
+    with pytest.raises(ValueError, match="factorized backbone"):
+        QuantizationSimulator(model)
+    model, _ = build_model("factorized", image_size=32, **tiny_model_overrides())
+    with pytest.raises(ValueError, match="squeeze-excitation"):
+        QuantizationSimulator(model)
+
+
+def _start_folder(tmp_path):
+    model, processor = _tiny_factorized(valence_arousal=False)
+    model.save_pretrained(tmp_path / "start")
+    processor.save_pretrained(tmp_path / "start")
+    return tmp_path / "start", set(model.state_dict())
+
+
+def _qat_flags(data, output, start, *extra):
+    argv = flags(data, output, "--model_name_or_path", str(start), "--quantization_aware", "true")
+    for flag in ("--model_overrides", "--image_size"):
+        index = argv.index(flag)
+        del argv[index : index + 2]
+    return [*argv, "--qat_calibration_steps", "2", "--qat_calibration_samples", "16", *extra]
+
+
+def test_quantization_aware_fine_tune(data, tmp_path):
+    start, keys = _start_folder(tmp_path)
+    summary = run(_qat_flags(data, tmp_path / "run", start, "--max_steps", "4"))
+    assert summary["global_step"] == 4
+    assert summary["hyperparameters"]["loss"]["quantization_aware"] is True
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    agreement = [log["qat_agreement"] for log in state["log_history"] if "qat_agreement" in log]
+    assert len(agreement) == 4 and all(0 <= a <= 1 for a in agreement)
+    assert set(load_file(tmp_path / "run" / "model.safetensors")) == keys  # a plain fer-hf model
+
+
+def test_quantization_aware_refused_for_other_kinds(data, tmp_path):
+    argv = flags(data, tmp_path / "run", "--model_kind", "baseline", "--quantization_aware", "true")
+    with pytest.raises(ValueError, match="--quantization_aware supports model_kind factorized"):
+        run(argv)
+    assert not (tmp_path / "run").exists()
+
+
+def test_quantization_aware_two_process_cpu_ddp(data, tmp_path):
+    start, _ = _start_folder(tmp_path)
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(REPO / "train.py"),
+        *_qat_flags(data, out, start, "--max_steps", "3", "--per_device_train_batch_size", "7"),
+    ]
+    process = subprocess.run(
+        command, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=400, cwd=REPO
+    )
+    assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["machine"]["num_processes"] == 2 and summary["global_step"] == 3
