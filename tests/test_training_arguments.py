@@ -71,6 +71,10 @@ def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):
             r"`qat_consistency_weight` must be >= 0, got -1.0",
         ),
         (
+            ["--dataset", "d", "--output_dir", "o", "--qat_clip_percentile", "0.99"],
+            "`qat_clip_percentile` needs `quantization_aware`",
+        ),
+        (
             ["--dataset", "d", "--output_dir", "o", "--qat_calibration_steps", "0"],
             r"`qat_calibration_steps` must be >= 1, got 0",
         ),

@@ -19,8 +19,13 @@ from test_training_run import REPO, SUBPROCESS_ENV, flags, run
 from fer_hf.export import export_model
 from fer_hf.export.quantization import quantize
 from fer_hf.models import build_model
-from fer_hf.models.modeling_factorized import ConvNormAct
-from fer_hf.training.quantization_aware import QuantizationSimulator, weight_qparams
+from fer_hf.models.modeling_factorized import ActivationClamp, ConvNormAct
+from fer_hf.training.quantization_aware import (
+    QuantizationSimulator,
+    calibrate_activation_clips,
+    weight_qparams,
+    with_activation_clips,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +33,9 @@ def data(tmp_path_factory):
     return prepared_dataset(tmp_path_factory.mktemp("data"))
 
 
-def _tiny_factorized(seed: int = 0, valence_arousal: bool = True):
-    """A tiny factorized model with non-trivial batch-norm statistics (so folding matters)."""
+def _tiny_factorized(seed: int = 0, valence_arousal: bool = True, clip: bool = False):
+    """A tiny factorized model with non-trivial batch-norm statistics (so folding matters);
+    with `clip`, its activation clamps are set at the 0.99 quantile of random images."""
     torch.manual_seed(seed)
     backbone = tiny_model_overrides()["backbone_config"]
     backbone.se_ratio = 0.0  # the default; squeeze-excitation is not simulated
@@ -42,6 +48,9 @@ def _tiny_factorized(seed: int = 0, valence_arousal: bool = True):
             module.bias.data.uniform_(-0.3, 0.3)
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 2.0)
+    if clip:
+        model = with_activation_clips(model.eval())
+        calibrate_activation_clips(model, _pixels(32, 5), 0.99)
     return model.eval(), processor
 
 
@@ -50,8 +59,9 @@ def _pixels(count: int, seed: int) -> torch.Tensor:
     return torch.rand((count, 1, 32, 32), generator=generator) * 2 - 1
 
 
-def test_simulated_grids_are_onnx_runtimes(tmp_path):
-    model, processor = _tiny_factorized()
+@pytest.mark.parametrize("clip", [False, True], ids=["plain", "clipped"])
+def test_simulated_grids_are_onnx_runtimes(tmp_path, clip):
+    model, processor = _tiny_factorized(clip=clip)
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
     export_model(tmp_path / "model", tmp_path / "onnx", measure_speed=False)
@@ -67,6 +77,8 @@ def test_simulated_grids_are_onnx_runtimes(tmp_path):
     graph = onnx.load(str(result.path)).graph
     init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     convs = [n for n in graph.node if n.op_type == "QLinearConv"]
+    # Clips fold into the int8 producers; only the fp32 stem's stays.
+    assert sum(n.op_type == "Clip" for n in graph.node) == (1 if clip else 0)
 
     simulator = QuantizationSimulator(model)
     # Weights: the int8 values ORT stores are the simulator's grid of the BN-folded weights.
@@ -140,6 +152,53 @@ def test_simulator_changes_nothing_outside_simulate():
         assert torch.equal(model(pixel_values=x).logits, before)
 
 
+def test_activation_clips_start_as_the_identity_then_bound_the_activations(tmp_path):
+    model, processor = _tiny_factorized(valence_arousal=False)
+    x = _pixels(16, 6)
+    with torch.no_grad():
+        plain = model(pixel_values=x).logits
+    clipped = with_activation_clips(model)
+    assert clipped.config.backbone_config.clip_activations and clipped is not model
+    assert not model.config.backbone_config.clip_activations  # the input model is untouched
+    assert with_activation_clips(clipped) is clipped
+    clamps = [m for m in clipped.modules() if isinstance(m, ActivationClamp)]
+    # every conv block and the residual sum; ReLUs became clips to [0, high]
+    assert len(clamps) == sum(isinstance(m, ConvNormAct) for m in clipped.modules()) + 1
+    assert not any(isinstance(m, torch.nn.ReLU) for m in clipped.backbone.modules())
+    with torch.no_grad():
+        assert torch.equal(clipped(pixel_values=x).logits, plain)
+    calibration = _pixels(32, 7)
+    seen = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, i, n=n: seen.setdefault(n, i[0].clone()))
+        for n, m in clipped.named_modules()
+        if isinstance(m, ActivationClamp)
+    ]
+    bounds = calibrate_activation_clips(clipped, calibration, 0.9)
+    for hook in hooks:
+        hook.remove()
+    for name, (low, high) in bounds.items():
+        values = seen[name]  # the first batch is all 32 images
+        assert np.isfinite(high) and (values > high).float().mean() == pytest.approx(0.1, abs=0.02)
+        if dict(clipped.named_modules())[name].fixed_low:
+            assert low == 0.0
+        else:
+            assert (values < low).float().mean() == pytest.approx(0.1, abs=0.02)
+    with torch.no_grad():
+        bounded = clipped(pixel_values=x).logits
+    assert not torch.equal(bounded, plain)
+    clipped.save_pretrained(tmp_path / "clipped")
+    from transformers import AutoModelForImageClassification
+
+    reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "clipped").eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(pixel_values=x).logits, bounded)
+    with pytest.raises(ValueError, match="quantile"):
+        calibrate_activation_clips(clipped, calibration, 0.2)
+    with pytest.raises(ValueError, match="no activation clamps"):
+        calibrate_activation_clips(model, calibration, 0.99)
+
+
 def test_simulator_refuses_other_backbones_and_squeeze_excitation():
     model, _ = build_model("baseline", image_size=32, **tiny_model_overrides("baseline"))
     with pytest.raises(ValueError, match="factorized backbone"):
@@ -164,15 +223,26 @@ def _qat_flags(data, output, start, *extra):
     return [*argv, "--qat_calibration_steps", "2", "--qat_calibration_samples", "16", *extra]
 
 
-def test_quantization_aware_fine_tune(data, tmp_path):
+@pytest.mark.parametrize("clip", [False, True], ids=["plain", "clipped"])
+def test_quantization_aware_fine_tune(data, tmp_path, clip):
     start, keys = _start_folder(tmp_path)
-    summary = run(_qat_flags(data, tmp_path / "run", start, "--max_steps", "4"))
+    extra = ["--qat_clip_percentile", "0.999"] if clip else []
+    summary = run(_qat_flags(data, tmp_path / "run", start, "--max_steps", "4", *extra))
     assert summary["global_step"] == 4
     assert summary["hyperparameters"]["loss"]["quantization_aware"] is True
+    assert summary["hyperparameters"]["loss"]["qat_clip_percentile"] == (0.999 if clip else None)
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
     agreement = [log["qat_agreement"] for log in state["log_history"] if "qat_agreement" in log]
     assert len(agreement) == 4 and all(0 <= a <= 1 for a in agreement)
-    assert set(load_file(tmp_path / "run" / "model.safetensors")) == keys  # a plain fer-hf model
+    saved = load_file(tmp_path / "run" / "model.safetensors")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["backbone_config"]["clip_activations"] is clip
+    if not clip:
+        assert set(saved) == keys  # a plain fer-hf model
+    else:  # plus the clamp bounds, finite and saved
+        added = set(saved) - keys
+        assert added and all(k.endswith((".low", ".high")) for k in added)
+        assert all(torch.isfinite(saved[k]) for k in added if k.endswith(".high"))
 
 
 def test_quantization_aware_refused_for_other_kinds(data, tmp_path):

@@ -1,4 +1,5 @@
-"""Training and evaluation: arguments, transforms, losses, `FerTrainer`, `train`, `evaluate_model`.
+"""Training and evaluation: arguments, transforms, losses, `FerTrainer` (with quantization-aware
+fine-tuning), `train`, `evaluate_model`.
 
 Imports fer_hf.data, models and metrics; never export, hub or cli. Heavy modules load lazily.
 """
@@ -18,6 +19,8 @@ _EXPORTS = {
     "ClassBalancedSampler": "losses",
     "distillation_loss": "losses",
     "focal_loss": "losses",
+    "symmetric_kl": "losses",
+    "QuantizationSimulator": "quantization_aware",
     "FerTrainer": "trainer",
     "train": "run",
     "evaluate_model": "evaluation",

@@ -239,6 +239,15 @@ class FerTrainingArguments(TrainingArguments):
             "outputs (quantization_aware only)."
         },
     )
+    qat_clip_percentile: float | None = field(
+        default=None,
+        metadata={
+            "help": "quantization_aware only: before fine-tuning, bound every activation of the "
+            "factorized model at this quantile of its calibration values (e.g. 0.999; turns on "
+            "its `clip_activations`). The int8 grids then cover the bounds, not the rare "
+            "largest values, and get finer. Default: no clipping."
+        },
+    )
     qat_calibration_samples: int = field(
         default=128,
         metadata={
@@ -277,6 +286,13 @@ class FerTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"`qat_consistency_weight` must be >= 0, got {self.qat_consistency_weight}."
             )
+        if self.qat_clip_percentile is not None:
+            if not self.quantization_aware:
+                raise ValueError("`qat_clip_percentile` needs `quantization_aware`.")
+            if not 0.5 < self.qat_clip_percentile <= 1.0:
+                raise ValueError(
+                    f"`qat_clip_percentile` must be in (0.5, 1], got {self.qat_clip_percentile}."
+                )
         for name in ("qat_calibration_samples", "qat_calibration_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")

@@ -34,13 +34,19 @@ convolutional networks for efficient inference: A whitepaper", arXiv:1806.08342.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from ..models.modeling_factorized import ConvNormAct, FactorizedModel, InvertedResidual
+from ..models.modeling_factorized import (
+    ActivationClamp,
+    ConvNormAct,
+    FactorizedModel,
+    InvertedResidual,
+)
 
 UINT8_MIN, UINT8_MAX = 0, 255  # activations
 INT8_SYMMETRIC_MAX = 127  # weights: ORT's symmetric int8 range is [-127, 127]
@@ -76,6 +82,81 @@ def fake_quantize_weight(weight: torch.Tensor) -> torch.Tensor:
         -INT8_SYMMETRIC_MAX,
         INT8_SYMMETRIC_MAX,
     )
+
+
+def with_activation_clips(model: nn.Module) -> nn.Module:
+    """A copy of a factorized fer-hf model with `clip_activations` on (infinite bounds: same
+    outputs).
+
+    A model that already has them is returned as is.
+    """
+    backbone_config = getattr(model.config, "backbone_config", None)
+    if getattr(backbone_config, "model_type", None) != "fer_factorized":
+        raise ValueError("Activation clips exist for the factorized backbone only.")
+    if backbone_config.clip_activations:
+        return model
+    config = copy.deepcopy(model.config)
+    config.backbone_config.clip_activations = True
+    clipped = type(model)(config)
+    missing, unexpected = clipped.load_state_dict(model.state_dict(), strict=False)
+    bounds = all(key.endswith((".low", ".high")) for key in missing)
+    if unexpected or not bounds:  # only the new clamp buffers may be missing
+        raise RuntimeError(f"Unexpected state-dict change: {unexpected or missing}.")
+    return clipped.to(next(model.parameters()).device).train(model.training)
+
+
+@torch.no_grad()
+def calibrate_activation_clips(
+    model: nn.Module, pixel_values: torch.Tensor, quantile: float, batch_size: int = 64
+) -> dict[str, tuple[float, float]]:
+    """Set every `ActivationClamp`'s bounds to the `quantile` (and, where `low` may move,
+    `1 - quantile`) of its input over `pixel_values`, all measured unclipped in one eval pass.
+
+    Returns `{module name: (low, high)}`.
+    """
+    if not 0.5 < quantile <= 1.0:
+        raise ValueError(f"The clip quantile must be in (0.5, 1], got {quantile!r}.")
+    clamps = {n: m for n, m in model.named_modules() if isinstance(m, ActivationClamp)}
+    if not clamps:
+        raise ValueError("The model has no activation clamps (clip_activations is off).")
+    limit = 1 << 22  # values kept per clamp (torch.quantile's input limit is 2**24)
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in clamps}
+    generator = torch.Generator().manual_seed(0)
+
+    def keep(name):
+        def hook(module, inputs):
+            values = inputs[0].detach().flatten().float().cpu()
+            if values.numel() > limit // 4:
+                index = torch.randint(values.numel(), (limit // 4,), generator=generator)
+                values = values[index]
+            seen[name].append(values)
+
+        return hook
+
+    for clamp in clamps.values():
+        clamp.low.fill_(0.0 if clamp.fixed_low else float("-inf"))
+        clamp.high.fill_(float("inf"))
+    handles = [m.register_forward_pre_hook(keep(n)) for n, m in clamps.items()]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for start in range(0, len(pixel_values), batch_size):
+            model(pixel_values=pixel_values[start : start + batch_size].to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    bounds = {}
+    for name, clamp in clamps.items():
+        values = torch.cat(seen[name])
+        if values.numel() > limit:
+            values = values[torch.randint(values.numel(), (limit,), generator=generator)]
+        clamp.high.fill_(float(torch.quantile(values, quantile)))
+        if not clamp.fixed_low:
+            clamp.low.fill_(float(torch.quantile(values, 1 - quantile)))
+        bounds[name] = (clamp.low.item(), clamp.high.item())
+    return bounds
 
 
 class _Observer:
@@ -226,4 +307,11 @@ class QuantizationSimulator:
         self._freeze_handle.remove()
 
 
-__all__ = ["QuantizationSimulator", "activation_qparams", "fake_quantize_weight", "weight_qparams"]
+__all__ = [
+    "QuantizationSimulator",
+    "activation_qparams",
+    "calibrate_activation_clips",
+    "fake_quantize_weight",
+    "weight_qparams",
+    "with_activation_clips",
+]

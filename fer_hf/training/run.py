@@ -238,6 +238,11 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         calibration = calibration_pixel_values(
             data.train, processor, training_args.qat_calibration_samples, seed
         )
+        if training_args.qat_clip_percentile is not None:
+            from .quantization_aware import calibrate_activation_clips, with_activation_clips
+
+            model = with_activation_clips(model)
+            calibrate_activation_clips(model, calibration, training_args.qat_clip_percentile)
     trainer = FerTrainer(
         model=model,
         args=training_args,

@@ -206,6 +206,7 @@ def describe_loss(args) -> dict:
             qat_consistency_weight=args.qat_consistency_weight,
             qat_calibration_samples=args.qat_calibration_samples,
             qat_calibration_steps=args.qat_calibration_steps,
+            qat_clip_percentile=args.qat_clip_percentile,
         )
     if args.teacher_model:
         described.update(
