@@ -147,6 +147,7 @@ def test_release_folder_holds_the_issue_files(release, run_dir):
     parity = json.loads((onnx / "parity.json").read_text())
     assert parity["passed"] and parity["int8"]["mode"] == "static"
     assert parity["model_dir"] == str(release)
+    assert parity["sample"]["num_images"] == 28  # the whole validation split, not 512 of it
 
     card = ModelCard.load(release / "README.md")
     assert card.data.license == LICENSE and "onnx" in card.data.tags
@@ -290,3 +291,12 @@ def test_refusals_before_any_work(run_dir, data, tmp_path, capsys, case, message
     assert err.startswith("fer-hf release: error:") and len(err.strip().splitlines()) == 1
     assert re.search(message, err)
     assert not out.exists() and _snapshot(run_dir) == before
+
+
+def test_release_parity_sample_size():
+    from fer_hf.hub.build_release import release_parity_images
+
+    # a 48 px gray face: 4,096 (all of FER2013's validation split); a ViT-B input: 1 GiB's worth
+    assert release_parity_images({"image_size": 48, "num_channels": 1}) == 4096
+    assert release_parity_images({"image_size": 224, "num_channels": 3}) == (1 << 30) // 602_112
+    assert release_parity_images({"image_size": 2048, "num_channels": 3}) == 512

@@ -56,7 +56,7 @@ class FactorizedConfig(PretrainedConfig):
         batch_norm_momentum (`float`, *optional*, defaults to 0.1):
             Momentum of the batch normalisation running statistics.
         clip_activations (`bool`, *optional*, defaults to `False`):
-            Bound the output of every normalised convolution and residual sum to `[low, high]`
+            Bound the output of every normalised convolution to `[low, high]`
             (buffers saved with the weights; infinite until set from data, e.g. by
             `train.py --qat_clip_percentile`). A ReLU becomes a clip to `[0, high]`. Bounded
             activations give an int8 export finer grids; False keeps the plain network.
