@@ -4,8 +4,6 @@ invisibility outside `simulate()`, and tiny QAT runs (one process and 2-process 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -14,7 +12,7 @@ import torch
 from helpers_training import prepared_dataset, tiny_model_overrides
 from onnx import numpy_helper
 from safetensors.torch import load_file
-from test_training_run import REPO, SUBPROCESS_ENV, flags, run
+from test_training_run import flags, launch_two_cpu_processes, run
 
 from fer_hf.export import export_model
 from fer_hf.export.quantization import quantize
@@ -255,25 +253,8 @@ def test_quantization_aware_refused_for_other_kinds(data, tmp_path):
 def test_quantization_aware_two_process_cpu_ddp(data, tmp_path):
     start, _ = _start_folder(tmp_path)
     out = tmp_path / "ddp"
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(REPO / "train.py"),
-        *_qat_flags(data, out, start, "--max_steps", "3", "--per_device_train_batch_size", "7"),
-    ]
-    process = subprocess.run(
-        command, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=400, cwd=REPO
+    launch_two_cpu_processes(
+        _qat_flags(data, out, start, "--max_steps", "3", "--per_device_train_batch_size", "7")
     )
-    assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["machine"]["num_processes"] == 2 and summary["global_step"] == 3

@@ -302,8 +302,9 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     del reference
 
 
-def test_two_process_cpu_ddp(data, tmp_path):
-    out = tmp_path / "ddp"
+def launch_two_cpu_processes(train_flags: list[str]) -> subprocess.CompletedProcess:
+    """`accelerate launch --multi_gpu --num_processes 2 train.py FLAGS` on CPU (gloo); asserts
+    that it succeeded."""
     command = [
         sys.executable,
         "-m",
@@ -318,12 +319,20 @@ def test_two_process_cpu_ddp(data, tmp_path):
         "--dynamo_backend",
         "no",
         str(REPO / "train.py"),
-        *flags(data, out, "--num_train_epochs", "1", "--per_device_train_batch_size", "7"),
+        *train_flags,
     ]
     process = subprocess.run(
         command, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=400, cwd=REPO
     )
     assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
+    return process
+
+
+def test_two_process_cpu_ddp(data, tmp_path):
+    out = tmp_path / "ddp"
+    process = launch_two_cpu_processes(
+        flags(data, out, "--num_train_epochs", "1", "--per_device_train_batch_size", "7")
+    )
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["machine"]["num_processes"] == 2
     assert summary["machine"]["distributed_type"] == "MULTI_CPU"
