@@ -545,10 +545,13 @@ def test_templates_ship_in_the_wheel():
         )
 
 
-def test_count_parameters_skips_batch_norm_buffers(tmp_path):
+@pytest.mark.parametrize("clip", [False, True], ids=["plain", "clip-bounds"])
+def test_count_parameters_skips_buffers(tmp_path, clip):
     from fer_hf.hub.release import count_parameters
     from fer_hf.models import build_model, tiny_config
 
-    model, _ = build_model("factorized", image_size=32, backbone_config=tiny_config("factorized"))
+    backbone = tiny_config("factorized")
+    backbone.clip_activations = clip
+    model, _ = build_model("factorized", image_size=32, backbone_config=backbone)
     model.save_pretrained(tmp_path)
     assert count_parameters([tmp_path / "model.safetensors"]) == model.num_parameters()

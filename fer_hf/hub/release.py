@@ -110,14 +110,16 @@ def _labels_from_config(config: dict[str, Any], path: Path) -> list[str]:
     return [id2label[k] for k in sorted(id2label, key=int)]
 
 
-# Saved buffers that are not parameters (batch-norm statistics), as model.num_parameters() sees it.
-_BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
+# Saved buffers that are not parameters, as model.num_parameters() sees it: batch-norm statistics
+# and the factorized model's activation-clip bounds (`ActivationClamp.low/high`).
+_BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked", ".low", ".high")
 
 
 def count_parameters(weight_files: list[Path]) -> int:
     """Number of parameters stored in safetensors files, read from their headers (no tensors).
 
-    Batch-norm buffers are stored beside the weights but are not parameters; they are skipped so
+    Buffers (batch-norm statistics, clip bounds) are stored beside the weights but are not
+    parameters; they are skipped so
     the count equals `model.num_parameters()` and matches bench/models.py entries.
     """
     total = 0
