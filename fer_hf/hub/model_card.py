@@ -335,13 +335,17 @@ def _speed_context(release: Release) -> dict[str, Any]:
                     "`bench/inference.py`",
                 )
             )
-        for r in inference["end_to_end"]:
-            if _finite(r.get("frames_per_s")):
-                facts.append(
-                    f"end to end ({r.get('frame', 'a webcam frame')}: detect, crop, classify) "
+        end_to_end = [r for r in inference["end_to_end"] if _finite(r.get("frames_per_s"))]
+        if end_to_end:
+            frame = end_to_end[0].get("frame", "a webcam frame")
+            facts.append(
+                f"end to end ({frame}: detect, crop, classify): "
+                + "; ".join(
                     f"{r['frames_per_s']:.1f} frames/s with {r.get('backend')}, "
                     f"{r.get('threads')} thread(s)"
+                    for r in end_to_end
                 )
+            )
         machines.append(_bench_machine(inference.get("machine")))
     parity = release.parity or {}
     for name, timing in (parity.get("speed_1_thread") or {}).items():
