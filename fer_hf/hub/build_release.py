@@ -200,11 +200,12 @@ def release_parity_images(config: dict) -> int:
     return max(512, min(RELEASE_PARITY_IMAGES, RELEASE_PARITY_BYTES // per_image))
 
 
-def _export_onnx(staging: Path, data: Path, quantize: str | None, measure_speed: bool) -> dict:
+def _export_onnx(
+    staging: Path, data: Path, config: dict, quantize: str | None, measure_speed: bool
+) -> dict:
     from ..export import export_model
 
     onnx_dir = staging / ONNX_SUBFOLDER
-    config = json.loads((staging / "config.json").read_text())
     report = export_model(
         staging,
         onnx_dir,
@@ -329,7 +330,7 @@ def build_release(
             report["onnx_skipped"] = "--no-onnx"
         else:
             parity = _export_onnx(
-                staging, data, quantize or _default_quantize(config), measure_speed
+                staging, data, config, quantize or _default_quantize(config), measure_speed
             )
             parity["model_dir"] = str(output)  # the export read the staging copy
             (staging / ONNX_SUBFOLDER / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")

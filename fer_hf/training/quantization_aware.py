@@ -214,7 +214,8 @@ class QuantizationSimulator:
             )
         self.model = model
         self._mode = "off"  # "off", "observe" or "simulate"
-        self._handles: list = []
+        self._wrapped_convs: list[nn.Conv2d] = []
+        self._hooks: list = []
         self.observers: list[_Observer] = []
         self.quantized_convs: list[str] = []
         float_convs = {id(m) for m in backbone.stem.modules() if isinstance(m, nn.Conv2d)}
@@ -244,7 +245,7 @@ class QuantizationSimulator:
             return original(conv, input, weight, bias)
 
         conv._conv_forward = conv_forward
-        self._handles.append(conv)
+        self._wrapped_convs.append(conv)
 
     def _observe_output(self, name: str, module: nn.Module) -> None:
         observer = _Observer(name)
@@ -257,7 +258,7 @@ class QuantizationSimulator:
                 return observer(output)
             return None
 
-        self._handles.append(module.register_forward_hook(hook))
+        self._hooks.append(module.register_forward_hook(hook))
 
     def _freeze(self, _module, _inputs) -> None:
         # Frozen batch-norm statistics make the folded weights ORT's; no dropout makes the fp32
@@ -298,13 +299,12 @@ class QuantizationSimulator:
 
     def remove(self) -> None:
         """Detach every hook; the model is exactly as it was given."""
-        for handle in self._handles:
-            if isinstance(handle, nn.Conv2d):
-                del handle._conv_forward
-            else:
-                handle.remove()
-        self._handles.clear()
-        self._freeze_handle.remove()
+        for conv in self._wrapped_convs:
+            del conv._conv_forward
+        for hook in (*self._hooks, self._freeze_handle):
+            hook.remove()
+        self._wrapped_convs.clear()
+        self._hooks.clear()
 
 
 __all__ = [
