@@ -161,7 +161,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="Detect faces and classify their expressions in images, folders and videos.",
         description="Detect faces (OpenCV Haar cascades) and classify each face's expression. "
-        "Writes one JSON record per image or video frame (to stdout, or --output .jsonl/.csv).",
+        "Writes one JSON record per image or video frame (to stdout, or --output "
+        ".jsonl/.json/.csv). Unreadable inputs are listed and skipped; the run then exits 1, "
+        "after writing every result it could.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or videos")
     p.add_argument(
@@ -176,7 +178,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         default="torch",
         help="inference engine (default: torch)",
     )
-    p.add_argument("--output", default=None, help="results file, .jsonl or .csv (default: stdout)")
+    p.add_argument(
+        "--output",
+        default=None,
+        help="results file: .jsonl (JSON Lines), .json (one JSON array) or .csv (one row per "
+        "face); default: JSON Lines on stdout",
+    )
     p.add_argument(
         "--annotate",
         metavar="OUTDIR",
@@ -208,13 +215,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--max-pixels",
         type=int,
         default=None,
-        help="refuse larger images (default: Pillow's ~89 MP bomb limit; 0: no limit)",
+        help="refuse images with more pixels, before decoding (default: 89,478,485; 0: no limit)",
     )
     p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from fer_hf.inference import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_DIR, FerPredictor, predict_files
+    from fer_hf.inference import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_DIR, FerPredictor
+    from fer_hf.inference.files import format_summary, predict_files
 
     model = args.model
     if model is None:
@@ -242,17 +250,13 @@ def _run_predict(args: argparse.Namespace) -> int:
         frame_stride=args.frame_stride,
         detect_faces=not args.no_detect,
     )
-    done = summary["images"] + summary["videos"]
-    print(
-        f"{summary['images']} images, {summary['videos']} videos ({summary['frames']} frames), "
-        f"{summary['faces']} faces" + (f"; results in {args.output}" if args.output else ""),
-        file=sys.stderr,
-    )
-    for line in summary["skipped"]:
-        print(f"skipped {line}", file=sys.stderr)
-    if summary["skipped"]:
-        print(f"{len(summary['skipped'])} inputs skipped", file=sys.stderr)
-    return 0 if done else 1
+    for line in summary["ignored"]:
+        print(f"ignored {line}", file=sys.stderr)
+    for line in summary["failed"]:
+        print(f"failed {line}", file=sys.stderr)
+    print(format_summary(summary), file=sys.stderr)
+    # Everything readable was written; any input that could not be read makes the run fail.
+    return 1 if summary["failed"] or not summary["images"] + summary["videos"] else 0
 
 
 def _add_init(sub: argparse._SubParsersAction) -> None:
@@ -472,6 +476,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     print(format_metrics_table(metrics))
+    for skipped in metrics["skipped"]:
+        print(f"skipped {skipped['file']}: {skipped['reason']}", file=sys.stderr)
+    if metrics["num_skipped"]:
+        print(f"{metrics['num_skipped']} files skipped (listed in metrics.json)", file=sys.stderr)
     print(f"Wrote {args.output}/metrics.json and {args.output}/confusion_matrix.png")
     return 0
 

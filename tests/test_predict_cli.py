@@ -61,7 +61,7 @@ def test_predict_folder_to_jsonl_with_annotations(model_dir, inputs, tmp_path, c
             str(tmp_path / "annotated"),
         ]
     )
-    assert code == 0
+    assert code == 1  # broken.jpg failed; everything else was still written
     records = {json.loads(line)["file"].split("/")[-1]: json.loads(line) for line in out.open()}
     assert set(records) == {"astronaut.jpg", "gray.png", "blank.png"}
     assert len(records["astronaut.jpg"]["faces"]) >= 1
@@ -69,8 +69,9 @@ def test_predict_folder_to_jsonl_with_annotations(model_dir, inputs, tmp_path, c
     assert records["blank.png"]["faces"] == []
     assert records["astronaut.jpg"]["frame"] is None
     err = capsys.readouterr().err
-    assert "skipped" in err and "broken.jpg" in err and "truncated or corrupt" in err
-    assert "3 images" in err
+    assert "failed" in err and "broken.jpg" in err and "truncated or corrupt" in err
+    assert "notes.txt: not an image or video file (extension '.txt')" in err
+    assert "3 images, 0 videos (0 frames)" in err and "1 failed, 1 ignored" in err
     annotated = tmp_path / "annotated" / "photos"
     assert (annotated / "astronaut.jpg").is_file() and (annotated / "nested" / "gray.png").is_file()
     assert Image.open(annotated / "astronaut.jpg").size == (512, 512)

@@ -80,6 +80,17 @@ def _walk_images(folder: Path, data_dir: Path, split: str, label: int, scan: Sca
     """Append every image below `folder` to `scan.items`; other files are reported as skipped."""
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in list(dirnames):
+            path = os.path.join(dirpath, name)
+            source = Path(path).relative_to(data_dir).as_posix()
+            if os.path.islink(path):  # os.walk does not follow links to folders: say so
+                dirnames.remove(name)
+                scan.skipped.append(
+                    {"file": source, "reason": "symbolic link to a folder (not followed)"}
+                )
+            elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                reason = "is a folder, not an image file (its files are read)"
+                scan.skipped.append({"file": source, "reason": reason})
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -178,13 +189,16 @@ def load_class_folders(
     num_proc: int = 1,
     image_size: int | None = None,
     cache_dir: str | None = None,
-) -> datasets.DatasetDict | datasets.Dataset:
+    return_skipped: bool = False,
+):
     """Load a plain class-folder tree with labels indexed as in `class_names` (e.g. a model's).
 
     Folder names match `class_names` through the schema's synonyms (`angry/` -> `anger`). A tree
     with split folders (`train/`, `val/`, `test/`, ...) gives a `DatasetDict` keyed by split, a
     bare `<class>/` tree a `Dataset`. Features are the prepared-dataset ones (`label` uses
-    `class_names`). Unreadable images are skipped, counted and logged as a warning.
+    `class_names`). Unreadable images are skipped, counted and logged as a warning; with
+    `return_skipped`, returns `(data, skipped)`, `skipped` being `[{"file", "reason"}]` (file
+    relative to `path`).
     """
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
@@ -213,4 +227,5 @@ def load_class_folders(
         split: records.select(np.flatnonzero(columns["split"] == split))
         for split in scan.splits_provided
     }
-    return datasets.DatasetDict(parts) if has_splits else parts["train"]
+    data = datasets.DatasetDict(parts) if has_splits else parts["train"]
+    return (data, skipped) if return_skipped else data

@@ -9,12 +9,14 @@ from __future__ import annotations
 import atexit
 import codecs
 import csv
+import errno
 import hashlib
 import io
 import math
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +24,7 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 from datasets.utils import tqdm
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -30,6 +32,10 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 # Bookkeeping columns present only while building; dropped before anyone sees the dataset.
 STATUS_COLUMNS: tuple[str, ...] = ("_split", "_skip", "_excluded")
 ITEMS_PER_SHARD = 2000
+# Pillow's own decompression-bomb threshold (~89.5 MP). Larger images are skipped from their
+# header, before any pixel is decoded (Pillow itself would only warn up to twice this size).
+MAX_PIXELS = 89_478_485
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 def prepared_features(class_names: Sequence[str]) -> datasets.Features:
@@ -120,37 +126,97 @@ def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
     return image.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
+def _open_header(data: bytes) -> Image.Image:
+    """`Image.open` (header only) with Pillow's own bomb check off: `encode_image` checks the size
+    itself, so the reason names fer-hf's limit and the pixel count, never Pillow's second limit."""
+    with _PILLOW_LIMIT_LOCK:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def _read_image(path: str) -> tuple[bytes, Image.Image]:
+    """The file's bytes and its decoded image; raises `SkipRecord` with the reason otherwise."""
+    if os.path.islink(path) and not os.path.exists(path):
+        try:
+            os.stat(path)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise SkipRecord("symbolic link loop (the link points back to itself)") from None
+        raise SkipRecord(f"dangling symbolic link (target {os.readlink(path)!r} is missing)")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise SkipRecord("file is missing") from None
+    except IsADirectoryError:
+        raise SkipRecord("is a folder, not an image file") from None
+    except OSError as err:
+        raise SkipRecord(f"file cannot be read ({err.strerror or err})") from None
+    if not raw:
+        raise SkipRecord("empty file (0 bytes)")
+    try:
+        image = _open_header(raw)
+    except UnidentifiedImageError:
+        raise SkipRecord("not an image (unrecognised format)") from None
+    except Exception as err:  # noqa: BLE001 - any decoder failure is this record's problem only
+        raise SkipRecord(f"image data is truncated or corrupt ({err})") from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise SkipRecord(
+            f"image is {width}x{height} = {width * height:,} pixels, more than the "
+            f"{MAX_PIXELS:,}-pixel limit (a guard against decompression bombs); downscale it"
+        )
+    try:
+        image.load()
+    except Exception as err:  # noqa: BLE001 - truncated data, decoder errors, odd modes
+        raise SkipRecord(f"image data is truncated or corrupt ({err})") from None
+    return raw, image
+
+
+def _to_storable_mode(image: Image.Image) -> Image.Image:
+    """L or RGB: 16-bit and float values scaled (not clipped) to 8 bits, transparency on white."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode == "F":
+            finite = np.isfinite(values)
+            values = np.where(finite, values, 0.0)
+            if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+                values = values * 255.0
+        elif image.mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = values / 257.0
+        return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("L" if image.mode == "1" else "RGB")
+
+
 def encode_image(source: ImageInput, options: Options) -> dict:
     """Check, crop and resize one image; returns the `datasets.Image` storage dict.
 
-    An untouched L/RGB file keeps its original bytes (no re-encoding); anything else is re-encoded
-    (JPEG quality 95 for JPEG sources, PNG otherwise). Raises `SkipRecord` for unreadable data.
+    An untouched L/RGB file keeps its original bytes (no re-encoding); anything else (other modes,
+    EXIF rotation, crops, resizing) is re-encoded (JPEG quality 95 for JPEG sources, PNG
+    otherwise). Raises `SkipRecord` for anything unreadable: missing, empty, not an image,
+    truncated or corrupt, a broken link, or more than `MAX_PIXELS` pixels.
     """
     raw = None
     if source.pil is not None:
         image, image_format = source.pil, "PNG"
     else:
-        try:
-            with open(source.path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raise SkipRecord("file is missing") from None
-        except OSError as err:
-            raise SkipRecord(f"file cannot be read ({err.strerror or err})") from None
-        if not raw:
-            raise SkipRecord("file is empty (0 bytes)")
-        try:
-            image = Image.open(io.BytesIO(raw))
-            image_format = image.format
-            image.load()
-        except UnidentifiedImageError:
-            raise SkipRecord("not an image (unrecognised format)") from None
-        except (OSError, SyntaxError, ValueError) as err:
-            raise SkipRecord(f"image data is truncated or corrupt ({err})") from None
+        raw, image = _read_image(source.path)
+        image_format = image.format
     changed = False
+    # EXIF orientation: store the upright image (a face box refers to the stored pixels as is).
+    if source.box is None and image.getexif().get(0x0112, 1) != 1:
+        image, changed = ImageOps.exif_transpose(image), True
     if image.mode not in ("L", "RGB"):
-        image = image.convert("L" if image.mode in ("1", "LA", "I", "I;16", "F") else "RGB")
-        changed = True
+        image, changed = _to_storable_mode(image), True
     if source.box is not None:
         crop = face_crop_box(source.box, image.size, options.margin)
         if crop != (0, 0, *image.size):
@@ -182,6 +248,9 @@ def _generate(shards: list, reader: Callable[..., dict], options: Options) -> It
                     image = encode_image(record["image"], options)
                 except SkipRecord as err:
                     reason = str(err) if file == source else f"image {source}: {err}"
+                except Exception as err:  # noqa: BLE001 - one bad record never ends the build
+                    err = f"cannot be processed ({type(err).__name__}: {err})"
+                    reason = err if file == source else f"image {source}: {err}"
             good = image is not None
             yield {
                 "image": image,
@@ -197,7 +266,7 @@ def _generate(shards: list, reader: Callable[..., dict], options: Options) -> It
 
 def fingerprint(scan: Scan, options: Options) -> str:
     """Cache key of a build: settings, layout, items and the inputs' names, sizes and mtimes."""
-    digest = hashlib.sha256(repr(("fer-hf-records/1", scan.layout, options)).encode())
+    digest = hashlib.sha256(repr(("fer-hf-records/2", scan.layout, options)).encode())
     for part in (*scan.items, *scan.fingerprint_parts):  # piecewise: no giant repr in memory
         digest.update(repr(part).encode())
     return digest.hexdigest()[:32]

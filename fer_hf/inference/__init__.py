@@ -6,7 +6,7 @@ Must not import fer_hf.data, training, hub or cli. The Gradio Space uses only th
 from .detection import Box, FaceDetector, HaarCascadeDetector, expand_box
 from .drawing import annotate, label_colour
 from .files import collect_inputs, predict_files
-from .images import DEFAULT_MAX_PIXELS, load_image
+from .images import DEFAULT_MAX_PIXELS, ImageTooLargeError, load_image
 from .predictor import BACKENDS, DEFAULT_MODEL_DIR, ONNX_FILE_NAMES, FerPredictor
 from .video import VIDEO_EXTENSIONS, VideoFrame, iter_video_frames, video_info
 
@@ -20,6 +20,7 @@ __all__ = [
     "FaceDetector",
     "FerPredictor",
     "HaarCascadeDetector",
+    "ImageTooLargeError",
     "VideoFrame",
     "annotate",
     "collect_inputs",

@@ -5,7 +5,10 @@ Must not import fer_hf.data, training, hub or cli (inference sits above them onl
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -14,18 +17,36 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # PIL's own decompression-bomb threshold (~89.5 MP). Larger images are refused before decoding.
 DEFAULT_MAX_PIXELS = 89_478_485
+# Pillow's global limit is switched off while a header is read (fer-hf checks the size itself,
+# with the caller's limit); the lock keeps two threads from restoring each other's value.
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
 
-def load_image(source: ImageInput, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+class ImageTooLargeError(ValueError):
+    """An image over a byte or pixel limit, refused before decoding. `limit` is the limit it
+    exceeded, `size` the file's bytes or (width, height); callers word their own advice."""
+
+    def __init__(self, message: str, what: str, size: int | tuple[int, int], limit: int):
+        super().__init__(message)
+        self.what, self.size, self.limit = what, size, limit
+
+
+def load_image(
+    source: ImageInput,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None = None,
+) -> Image.Image:
     """Open `source` as an RGB `PIL.Image`, honouring EXIF orientation.
 
     Accepts a path, encoded bytes, a `PIL.Image` (any mode; never modified) or a numpy array
     (`(H, W)`, `(H, W, 1|3|4)`, RGB(A) channel order, uint8/uint16 or float in [0, 1]).
-    Images with more than `max_pixels` pixels are refused (decompression-bomb guard; pass
-    `max_pixels=None` to trust the input). Raises `FileNotFoundError`, `ValueError` (not an
-    image, truncated/corrupt, too large) or `TypeError` (unsupported input type).
+    Files and bytes over `max_bytes` and images with more than `max_pixels` pixels are refused
+    before decoding (`ImageTooLargeError`; decompression-bomb guard; `None` disables a check).
+    Raises `FileNotFoundError`, `ValueError` (empty, not an image, truncated/corrupt, too large,
+    a folder or a broken link) or `TypeError` (unsupported input type).
     """
     if isinstance(source, np.ndarray):
         return array_to_rgb(source)
@@ -33,43 +54,73 @@ def load_image(source: ImageInput, *, max_pixels: int | None = DEFAULT_MAX_PIXEL
         _check_size(source.size, max_pixels, "image")
         return to_rgb(ImageOps.exif_transpose(source))
     if isinstance(source, bytes | bytearray):
+        _check_bytes(len(source), max_bytes, "image bytes")
         return _open(io.BytesIO(source), "image bytes", max_pixels)
     if isinstance(source, str | Path):
         path = Path(source)
+        what = repr(str(path))
+        if path.is_symlink() and not path.exists():
+            raise ValueError(f"{what} is {broken_link_reason(path)}.")
         if not path.exists():
-            raise FileNotFoundError(f"Image file {str(path)!r} does not exist.")
+            raise FileNotFoundError(f"Image file {what} does not exist.")
         if path.is_dir():
-            raise ValueError(f"{str(path)!r} is a folder; expected an image file.")
+            raise ValueError(f"{what} is a folder; expected an image file.")
+        _check_bytes(path.stat().st_size, max_bytes, what)
         with path.open("rb") as handle:
-            return _open(handle, repr(str(path)), max_pixels)
+            return _open(handle, what, max_pixels)
     raise TypeError(
         f"Cannot read an image from a {type(source).__name__}; expected a path, bytes, "
         "a PIL.Image or a numpy array."
     )
 
 
+def broken_link_reason(path: Path) -> str:
+    """Why the link `path` resolves nowhere: a loop, or a dangling link (naming its target)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop (the link points back to itself)"
+    return f"a dangling symbolic link (its target {os.readlink(path)!r} does not exist)"
+
+
+def _check_bytes(size: int, max_bytes: int | None, what: str) -> None:
+    if size == 0:
+        raise ValueError(f"{what} is an empty file (0 bytes); expected an image file.")
+    if max_bytes is not None and size > max_bytes:
+        raise ImageTooLargeError(
+            f"{what} is {size:,} bytes, more than the {max_bytes:,}-byte limit; it was not "
+            "decoded.",
+            what,
+            size,
+            max_bytes,
+        )
+
+
 def _open(stream: io.IOBase, what: str, max_pixels: int | None) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            # The size is checked explicitly below, with a message that names the file.
+        with warnings.catch_warnings(), _PILLOW_LIMIT_LOCK:
+            # The size is checked explicitly below, against the caller's limit, with a message
+            # that names the file; Pillow's own limits would refuse `max_pixels=None` too.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(stream)
-    except Image.DecompressionBombError as err:
-        raise ValueError(
-            f"{what} is refused as a possible decompression bomb ({err}). "
-            "Downscale it first, or pass max_pixels=None if you trust it."
-        ) from None
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = Image.open(stream)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
     except UnidentifiedImageError:
+        if stream.seek(0, io.SEEK_END) == 0:
+            raise ValueError(f"{what} is an empty file (0 bytes); expected an image.") from None
         raise ValueError(
             f"{what} is not an image file that Pillow can read (supported: JPEG, PNG, BMP, GIF, "
             "TIFF, WebP, ...)."
         ) from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - Pillow's parsers raise many kinds on bad data
         raise _corrupt(what, err) from None
     _check_size(image.size, max_pixels, what)
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - likewise its decoders
         raise _corrupt(what, err) from None
     return to_rgb(ImageOps.exif_transpose(image))
 
@@ -86,10 +137,14 @@ def _check_size(size: tuple[int, int], max_pixels: int | None, what: str) -> Non
     if width <= 0 or height <= 0:
         raise ValueError(f"{what} has an empty size {width}x{height}.")
     if max_pixels is not None and width * height > max_pixels:
-        raise ValueError(
+        raise ImageTooLargeError(
             f"{what} is {width}x{height} = {width * height:,} pixels, more than the "
-            f"{max_pixels:,}-pixel limit that guards against decompression bombs. Downscale it "
-            "first, or pass max_pixels=None (CLI: --max-pixels 0) if you trust the file."
+            f"{max_pixels:,}-pixel limit that guards against decompression bombs; it was not "
+            "decoded. Downscale it, or raise the limit if you trust the file (max_pixels=N or "
+            "None; CLI: --max-pixels N, 0 for no limit).",
+            what,
+            (width, height),
+            max_pixels,
         )
 
 

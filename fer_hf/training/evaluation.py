@@ -77,15 +77,17 @@ def load_eval_split(data: str | Path, split: str, label_names: list[str]):
         )
     folders = find_split_folders(root)
     if not folders:
-        return load_class_folders(root, label_names), {"kind": "class-folders", "split": None}
+        dataset, skipped = load_class_folders(root, label_names, return_skipped=True)
+        return dataset, {"kind": "class-folders", "split": None, "skipped": skipped}
     name = _canonical_split(split)
     if name not in folders:
         raise ValueError(
             f"{data} has no {split!r} split folder; it has {sorted(folders.values())}. "
             "Pass one with --split."
         )
-    dataset = load_class_folders(root / folders[name], label_names)
-    return dataset, {"kind": "class-folders", "split": name}
+    dataset, skipped = load_class_folders(root / folders[name], label_names, return_skipped=True)
+    skipped = [{**s, "file": f"{folders[name]}/{s['file']}"} for s in skipped]  # relative to data
+    return dataset, {"kind": "class-folders", "split": name, "skipped": skipped}
 
 
 def predict(model, processor, dataset, batch_size: int = 64, tta: str = "none", device=None):
@@ -181,7 +183,8 @@ def evaluate_model(
     `metrics.json` holds `n`, `accuracy`, `balanced_accuracy`, `macro_f1`, `per_class_recall`
     ({label: recall or null}), `confusion_matrix` ({"labels", "matrix"}: rows true, columns
     predicted), `valence_*`/`arousal_*` (rmse, ccc, pcc, sagr, n) when the model and data have
-    them, and the run's `model`, `data`, `split`, `tta`, `runtime_s`. Returns that dict.
+    them, the run's `model`, `data`, `split`, `tta`, `runtime_s`, and `num_skipped` / `skipped`
+    (`[{"file", "reason"}]`: unreadable files of a class-folder tree). Returns that dict.
     """
     if tta not in TTA_MODES:
         raise ValueError(f"Unknown --tta {tta!r}; expected one of: {', '.join(TTA_MODES)}.")
@@ -209,6 +212,10 @@ def evaluate_model(
         split=described["split"],
         tta=tta,
         runtime_s=round(time.perf_counter() - started, 3),
+        # Files of a class-folder tree that could not be read (a prepared folder's skipped
+        # records are in its prepare_report.json).
+        num_skipped=len(described.get("skipped", [])),
+        skipped=described.get("skipped", []),
     )
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / METRICS_FILE, metrics)
