@@ -119,6 +119,24 @@ class DataArguments:
     augment: bool = field(
         default=True, metadata={"help": "On-the-fly augmentation of the train split."}
     )
+    data_pipeline: Literal["decoded", "per_sample"] = field(
+        default="decoded",
+        metadata={
+            "help": "`decoded` (default): faces decoded once into a memory-mapped uint8 cache "
+            "beside the prepared splits (`<dataset>/decoded/`), batches augmented as a whole on "
+            "the model's device. `per_sample`: decode and augment each image in the data loader "
+            "(the reference path of bench/train_throughput.py)."
+        },
+    )
+    crop_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train on random crop_size x crop_size crops of the model-sized face (no "
+            "resizing; the FER2013 literature's 40-44 px crops of 48 px faces) instead of "
+            "random resized crops; evaluation sees the whole face (or `fer-hf evaluate --tta "
+            "tencrop`). CNN kinds only; needs --data_pipeline decoded."
+        },
+    )
     crop_scale: list[float] = field(
         default_factory=lambda: [0.8, 1.0],
         metadata={"help": "Random resized crop: range of the crop's area fraction."},
@@ -158,6 +176,8 @@ class DataArguments:
         for name in ("hflip_prob", "erasing_prob", "brightness", "contrast"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)!r}.")
+        if self.crop_size is not None and self.data_pipeline != "decoded":
+            raise ValueError("`crop_size` needs `data_pipeline: decoded`.")
         if not 0 <= self.rotation_degrees <= 180:
             raise ValueError(
                 f"`rotation_degrees` must be in [0, 180], got {self.rotation_degrees!r}."
@@ -259,6 +279,28 @@ class FerTrainingArguments(TrainingArguments):
         default=100,
         metadata={"help": "Re-calibrate the activation ranges every N optimizer steps."},
     )
+    precision: Literal["auto", "fp32", "bf16"] = field(
+        default="auto",
+        metadata={
+            "help": "Training precision. `auto` picks per model kind what measured fastest "
+            "(bench/train_throughput.py): bf16 autocast for the ResNet and the ViT where the "
+            "device computes bf16 natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 or "
+            "AMX), fp32 for the factorized CNN (bf16 slows its depthwise convolutions) and on "
+            "every other device (logged). `bf16` / `fp32` force one. `--bf16 true` still works "
+            "and means `bf16`. Evaluation always runs in fp32."
+        },
+    )
+    channels_last: Literal["auto", "true", "false"] = field(
+        default="auto",
+        metadata={
+            "help": "Train in the channels-last memory layout: `auto` does for the CNN kinds "
+            "(baseline, factorized: faster oneDNN/cuDNN kernels) and not for the ViT."
+        },
+    )
+    sgd_momentum: float = field(default=0.9, metadata={"help": "Momentum of `--optim sgd`."})
+    sgd_nesterov: bool = field(
+        default=True, metadata={"help": "Nesterov momentum for `--optim sgd`."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -293,6 +335,8 @@ class FerTrainingArguments(TrainingArguments):
                 raise ValueError(
                     f"`qat_clip_percentile` must be in (0.5, 1], got {self.qat_clip_percentile}."
                 )
+        if not 0 <= self.sgd_momentum < 1:
+            raise ValueError(f"`sgd_momentum` must be in [0, 1), got {self.sgd_momentum}.")
         for name in ("qat_calibration_samples", "qat_calibration_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")

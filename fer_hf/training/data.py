@@ -31,6 +31,12 @@ class TrainingData:
     test: datasets.Dataset | None
     num_classes: int
     info: dict = field(default_factory=dict)
+    # The prepared splits the views above select from, and the selected rows, in view order:
+    # the decode cache holds a whole split once, views index into it.
+    train_base: datasets.Dataset | None = None
+    train_rows: np.ndarray | None = None
+    eval_base: datasets.Dataset | None = None
+    eval_rows: np.ndarray | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -111,14 +117,19 @@ def load_training_data(data_args, seed: int) -> TrainingData:
 
     before = report.get("class_counts_before", {}).get(data_args.train_split)
     resample = prepared_resample
+    train_base, eval_base = train, evaluation
+    train_rows, eval_rows = np.arange(len(train)), np.arange(len(evaluation))
     if data_args.source == "prepared" and data_args.resample not in (None, "none"):
         before = _counts(np.asarray(train["label"]), names)
-        train = train.select(resample_indices(np.asarray(train["label"]), data_args.resample, seed))
+        train_rows = resample_indices(np.asarray(train["label"]), data_args.resample, seed)
+        train = train.select(train_rows)
         resample = data_args.resample
     if data_args.max_train_samples is not None:
-        train = train.select(range(min(data_args.max_train_samples, len(train))))
+        train_rows = train_rows[: data_args.max_train_samples]
+        train = train.select(range(len(train_rows)))
     if data_args.max_eval_samples is not None:
-        evaluation = evaluation.select(range(min(data_args.max_eval_samples, len(evaluation))))
+        eval_rows = eval_rows[: data_args.max_eval_samples]
+        evaluation = evaluation.select(range(len(eval_rows)))
     train_labels = np.asarray(train["label"], dtype=np.int64)
     info = {
         "path": str(path.resolve()),
@@ -139,7 +150,17 @@ def load_training_data(data_args, seed: int) -> TrainingData:
             **({"test": len(test)} if test is not None else {}),
         },
     }
-    return TrainingData(train=train, eval=evaluation, test=test, num_classes=num_classes, info=info)
+    return TrainingData(
+        train=train,
+        eval=evaluation,
+        test=test,
+        num_classes=num_classes,
+        info=info,
+        train_base=train_base,
+        train_rows=np.asarray(train_rows, dtype=np.int64),
+        eval_base=eval_base,
+        eval_rows=np.asarray(eval_rows, dtype=np.int64),
+    )
 
 
 def has_valence_arousal(dataset: datasets.Dataset) -> bool:

@@ -22,7 +22,10 @@ from transformers.trainer_utils import get_last_checkpoint
 from ..data import class_weights as compute_class_weights
 from ..metrics import build_compute_metrics
 from ..models import BACKBONE_TYPES, build_model, from_pretrained_backbone, register
+from .augment import BatchAugmenter
+from .batches import UInt8Collator, cache_dir_for, decoded_split
 from .data import TrainingData, has_valence_arousal, load_training_data
+from .precision import cpu_capability, native_bf16, resolve_precision
 from .trainer import FerTrainer, describe_loss, write_json
 from .transforms import Augmentation, FerTransform, collate
 
@@ -126,6 +129,8 @@ def machine_info(training_args) -> dict:
         "python": platform.python_version(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
+        "cpu_capability": cpu_capability(),
+        "native_bf16": native_bf16("cpu"),
         "torch_threads": torch.get_num_threads(),
         "device": str(training_args.device),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
@@ -216,6 +221,21 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
 
     set_seed(training_args.seed)
     model, processor = build_model_for(model_args, data, model_args.valence_arousal)
+    precision = resolve_precision(
+        model_args.model_kind,
+        "bf16" if training_args.bf16 else training_args.precision,
+        training_args.channels_last,
+        training_args.device,
+    )
+    logger.info(
+        "Training %s in %s, %s (%s).",
+        model_args.model_kind,
+        precision.dtype,
+        precision.memory_format,
+        precision.reason,
+    )
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     augmentation = None
     if data_args.augment:
         augmentation = Augmentation(
@@ -243,12 +263,51 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
 
             model = with_activation_clips(model)
             calibrate_activation_clips(model, calibration, training_args.qat_clip_percentile)
+    if data_args.crop_size is not None and model_args.model_kind == "vit":
+        raise ValueError(
+            "`crop_size` trains on smaller crops than the model's input; a ViT takes one input "
+            "size only. Drop crop_size (the random resized crop applies) or train a CNN kind."
+        )
+    augmenter = test_dataset = None
+    if data_args.data_pipeline == "decoded":
+        cache_dir = cache_dir_for(data_args, training_args.output_dir)
+        with training_args.main_process_first(desc="decoding the splits"):
+            train_dataset = decoded_split(
+                data.train_base,
+                data.train,
+                data.train_rows,
+                cache_dir,
+                data_args.train_split,
+                processor,
+            )
+            eval_dataset = decoded_split(
+                data.eval_base,
+                data.eval,
+                data.eval_rows,
+                cache_dir,
+                data_args.eval_split,
+                processor,
+            )
+            if data.test is not None:
+                test_dataset = decoded_split(
+                    data.test, data.test, None, cache_dir, data_args.test_split, processor
+                )
+        collator = UInt8Collator(train_dataset.array_path)
+        eval_collator = UInt8Collator(eval_dataset.array_path)
+        if augmentation is not None:
+            augmenter = BatchAugmenter(processor, augmentation, crop_size=data_args.crop_size)
+    else:
+        train_dataset = data.train.with_transform(FerTransform(processor, augmentation))
+        eval_dataset = data.eval.with_transform(FerTransform(processor))
+        if data.test is not None:
+            test_dataset = data.test.with_transform(FerTransform(processor))
+        collator = eval_collator = collate
     trainer = FerTrainer(
         model=model,
         args=training_args,
-        train_dataset=data.train.with_transform(FerTransform(processor, augmentation)),
-        eval_dataset=data.eval.with_transform(FerTransform(processor)),
-        data_collator=collate,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
         processing_class=processor,
         compute_metrics=build_compute_metrics(data.label_names),
         callbacks=callbacks,
@@ -257,6 +316,10 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         teacher=teacher,
         teacher_processor=teacher_processor,
         quantization_calibration=calibration,
+        train_bf16=precision.bf16,
+        augmenter=augmenter,
+        eval_collator=eval_collator,
+        channels_last=precision.channels_last,
     )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -269,10 +332,10 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
     eval_metrics = trainer.evaluate(metric_key_prefix="eval")
     trainer.save_metrics("eval", eval_metrics)
     test_metrics = None
-    if data.test is not None:
-        test_metrics = trainer.evaluate(
-            data.test.with_transform(FerTransform(processor)), metric_key_prefix="test"
-        )
+    if test_dataset is not None:
+        if data_args.data_pipeline == "decoded":
+            trainer.eval_collator = UInt8Collator(test_dataset.array_path)
+        test_metrics = trainer.evaluate(test_dataset, metric_key_prefix="test")
         trainer.save_metrics("test", test_metrics)
 
     state = trainer.state
@@ -291,6 +354,13 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
             "model_overrides": model_args.model_overrides,
             "loss": describe_loss(training_args),
             "augmentation": augmentation.__dict__ if augmentation is not None else None,
+            "data_pipeline": data_args.data_pipeline,
+            "crop_size": data_args.crop_size,
+            "precision": {
+                "dtype": precision.dtype,
+                "memory_format": precision.memory_format,
+                "reason": precision.reason,
+            },
         },
         "global_step": state.global_step,
         "resumed_from": checkpoint,

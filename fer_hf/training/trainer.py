@@ -56,9 +56,17 @@ class FerTrainer(Trainer):
         teacher: torch.nn.Module | None = None,
         teacher_processor=None,
         quantization_calibration: torch.Tensor | None = None,
+        train_bf16: bool = False,
+        augmenter=None,
+        eval_collator=None,
+        channels_last: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.train_bf16 = train_bf16
+        self.augmenter = augmenter
+        self.eval_collator = eval_collator
+        self.channels_last = channels_last
         if self.args.imbalance == "sampler" and train_labels is None:
             raise ValueError("imbalance='sampler' needs `train_labels` (the train split's labels).")
         self.train_labels = train_labels
@@ -98,7 +106,54 @@ class FerTrainer(Trainer):
             or self.simulator is not None
         )
 
+    def _get_dataloader(self, dataset, description, *args, **kwargs):
+        """Evaluation and prediction batches come from `eval_collator` when one is set."""
+        if self.eval_collator is None or kwargs.get("is_training", False):
+            return super()._get_dataloader(dataset, description, *args, **kwargs)
+        saved, self.data_collator = self.data_collator, self.eval_collator
+        try:
+            return super()._get_dataloader(dataset, description, *args, **kwargs)
+        finally:
+            self.data_collator = saved
+
+    def _prepare_inputs(self, inputs):
+        """Move the batch to the device; turn a uint8 `images` batch (the decoded data path)
+        into `pixel_values` there: augmented in training, the processor's arithmetic otherwise."""
+        inputs = super()._prepare_inputs(inputs)
+        if "images" in inputs:
+            from .augment import normalize_uint8
+
+            images = inputs.pop("images")
+            if self.model.training and self.augmenter is not None:
+                inputs["pixel_values"] = self.augmenter(images)
+            else:
+                inputs["pixel_values"] = normalize_uint8(images, self.processing_class)
+        if self.channels_last and "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].contiguous(
+                memory_format=torch.channels_last
+            )
+        return inputs
+
+    @staticmethod
+    def get_optimizer_cls_and_kwargs(args, model=None):
+        """The Trainer's choice, plus momentum and Nesterov for `--optim sgd`."""
+        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        if args.optim == "sgd":
+            kwargs = {
+                **kwargs,
+                "momentum": getattr(args, "sgd_momentum", 0.0),
+                "nesterov": getattr(args, "sgd_nesterov", False),
+            }
+        return optimizer_cls, kwargs
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The loss of one batch; training steps run under bf16 autocast when `train_bf16`
+        (evaluation stays fp32)."""
+        enabled = self.train_bf16 and model.training
+        with torch.autocast(self.args.device.type, dtype=torch.bfloat16, enabled=enabled):
+            return self._compute_loss(model, inputs, return_outputs)
+
+    def _compute_loss(self, model, inputs, return_outputs=False):
         if not (model.training and self._needs_own_loss()):
             outputs = model(**inputs)
             return (outputs.loss, outputs) if return_outputs else outputs.loss

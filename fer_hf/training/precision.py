@@ -1,0 +1,148 @@
+"""Precision and memory layout per model kind, chosen by measurement (bench/train_throughput.py).
+
+Imports only torch; never fer_hf.data, export, hub or cli.
+
+Measured on a 2-core Xeon with AMX and an EPYC with AVX512-BF16 (README, "Training speed"): bf16
+autocast + channels-last speeds up the ResNet 1.9-2.2x and the ViT 1.2-1.5x, but slows the
+factorized CNN (its depthwise convolutions have no fast bf16 kernel), which gains 1.5x from
+channels-last alone. On a CPU without native bf16, bf16 is emulated and slower than fp32.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+# What `auto` picks per kind where the device has native bf16.
+BF16_KINDS: frozenset[str] = frozenset({"baseline", "vit"})
+CHANNELS_LAST_KINDS: frozenset[str] = frozenset({"baseline", "factorized"})
+
+
+def cpu_capability() -> str:
+    """The SIMD level torch dispatches to on this CPU ("AVX512", "AVX2", "DEFAULT", ...)."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):  # very old torch or exotic builds
+        return "unknown"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it does not exist)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether `device` computes bf16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX (oneDNN's fast bf16 kernels); elsewhere bf16 is emulated and slow."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    flags = cpu_flags()
+    if flags:
+        return bool({"avx512_bf16", "amx_bf16"} & flags)
+    return cpu_capability() in ("AVX512_BF16", "AMX")
+
+
+def cpu_summary() -> dict:
+    """The CPU a figure was measured on: model name, SIMD level, native bf16, AMX, threads."""
+    model = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+    import platform
+
+    flags = cpu_flags()
+    return {
+        "cpu": model or platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": cpu_capability(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "native_bf16": native_bf16("cpu"),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a run trains with: bf16 autocast or fp32, channels-last or not, and why."""
+
+    bf16: bool
+    channels_last: bool
+    reason: str
+
+    @property
+    def dtype(self) -> str:
+        return "bfloat16" if self.bf16 else "float32"
+
+    @property
+    def memory_format(self) -> str:
+        return "channels_last" if self.channels_last else "contiguous"
+
+
+def resolve_precision(
+    kind: str, precision: str, channels_last: str, device: torch.device | str = "cpu"
+) -> Precision:
+    """Resolve `--precision auto|fp32|bf16` and `--channels_last auto|true|false` for `kind`.
+
+    `auto` precision is bf16 for `BF16_KINDS` on a device with native bf16 and fp32 otherwise;
+    a forced bf16 on a device without native bf16 is kept (the user asked) but logged as slow.
+    """
+    native = native_bf16(device)
+    if precision == "bf16":
+        bf16, reason = True, "bf16 requested"
+        if not native:
+            logger.warning(
+                "bf16 requested on %s without native bf16 (CPU capability %s): it is emulated "
+                "and usually slower than fp32.",
+                device,
+                cpu_capability(),
+            )
+    elif precision == "fp32":
+        bf16, reason = False, "fp32 requested"
+    elif kind not in BF16_KINDS:
+        bf16, reason = False, f"fp32: bf16 measured slower for the {kind} model"
+    elif not native:
+        bf16, reason = False, "fp32: no native bf16 on this device"
+        logger.info(
+            "Training in fp32: %s has no native bf16 (CPU capability %s; bf16 needs AVX512-BF16, "
+            "AMX or a bf16 GPU).",
+            device,
+            cpu_capability(),
+        )
+    else:
+        bf16, reason = True, "bf16: native on this device"
+    layout = kind in CHANNELS_LAST_KINDS if channels_last == "auto" else channels_last == "true"
+    return Precision(bf16=bf16, channels_last=layout, reason=reason)
+
+
+__all__ = [
+    "BF16_KINDS",
+    "CHANNELS_LAST_KINDS",
+    "Precision",
+    "cpu_capability",
+    "cpu_flags",
+    "cpu_summary",
+    "native_bf16",
+    "resolve_precision",
+]
