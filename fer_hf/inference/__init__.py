@@ -3,25 +3,31 @@
 Must not import fer_hf.data, training, hub or cli. The Gradio Space uses only these names.
 """
 
+from .alignment import aligned_crop
+from .blazeface import BlazeFaceDetector, Face
 from .detection import Box, FaceDetector, HaarCascadeDetector, expand_box
 from .drawing import annotate, label_colour
 from .files import collect_inputs, predict_files
 from .images import DEFAULT_MAX_PIXELS, ImageTooLargeError, load_image
-from .predictor import BACKENDS, DEFAULT_MODEL_DIR, ONNX_FILE_NAMES, FerPredictor
+from .predictor import BACKENDS, DEFAULT_MODEL_DIR, DETECTORS, ONNX_FILE_NAMES, FerPredictor
 from .video import VIDEO_EXTENSIONS, VideoFrame, iter_video_frames, video_info
 
 __all__ = [
     "BACKENDS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MODEL_DIR",
+    "DETECTORS",
     "ONNX_FILE_NAMES",
     "VIDEO_EXTENSIONS",
+    "BlazeFaceDetector",
     "Box",
+    "Face",
     "FaceDetector",
     "FerPredictor",
     "HaarCascadeDetector",
     "ImageTooLargeError",
     "VideoFrame",
+    "aligned_crop",
     "annotate",
     "collect_inputs",
     "expand_box",

@@ -226,7 +226,11 @@ def _video(predictor, path, name, targets, frame_stride, detect_faces) -> Iterat
         frames = iter_video_frames(path, frame_stride=frame_stride)
         total = -(-info["frame_count"] // frame_stride) if info["frame_count"] > 0 else None
         for frame in tqdm(frames, desc=path.name, unit="frame", total=total, leave=False):
-            faces = predictor.predict(frame.image, detect_faces=detect_faces)
+            faces = predictor.predict(
+                frame.image,
+                detect_faces=detect_faces,
+                detector=getattr(predictor, "video_detector", None),
+            )
             if targets.folder is not None:
                 if writer is None:
                     target = targets.video(name)

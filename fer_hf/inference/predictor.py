@@ -1,6 +1,7 @@
 """`FerPredictor`: load a PyTorch or ONNX (fp32/int8) model folder, find faces, classify them.
 
 Must not import fer_hf.data, training, hub or cli; the Gradio Space uses only this public API.
+The ONNX backends never import torch, transformers or optimum (see runtime.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .alignment import aligned_crop
+from .blazeface import BlazeFaceDetector, Face
 from .detection import Box, FaceDetector, HaarCascadeDetector, expand_box
 from .drawing import annotate
 from .images import DEFAULT_MAX_PIXELS, ImageInput, load_image
+from .runtime import NumpyFerImageProcessor, onnx_session
 from .video import iter_video_frames
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
+# `detector=` names: BlazeFace (DNN, default) and OpenCV's Haar cascades, each in a photo and a
+# video setting. The video settings are what `predict_video` and the webcam use by default.
+DETECTORS = ("blazeface", "blazeface-video", "haar", "haar-video")
+VIDEO_DETECTORS = {"blazeface": "blazeface-video", "haar": "haar-video"}
 ONNX_FILE_NAMES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
 # `fer-hf predict` falls back to this folder (the bundled FER2013 factorized checkpoint).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "fer2013-factorized"
@@ -46,20 +54,24 @@ class FerPredictor:
         margin: float = 0.15,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         backend: str = "torch",
+        align: bool = True,
+        video_detector: FaceDetector | None = None,
     ):
         self._runner = runner
         self.image_processor = image_processor
         self.id2label = dict(id2label)
         self.labels = [self.id2label[i] for i in range(len(self.id2label))]
         self.detector = detector
+        self.video_detector = video_detector if video_detector is not None else detector
         self.margin = margin
         self.max_pixels = max_pixels
         self.backend = backend
+        self.align = align
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(backend={self.backend!r}, labels={self.labels}, "
-            f"detector={self.detector!r}, margin={self.margin})"
+            f"detector={self.detector!r}, align={self.align}, margin={self.margin})"
         )
 
     @classmethod
@@ -67,10 +79,11 @@ class FerPredictor:
         cls,
         path: str | Path,
         backend: str = "torch",
-        detector: FaceDetector | str | None = "haar",
+        detector: FaceDetector | str | None = "blazeface",
         margin: float = 0.15,
         num_threads: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        align: bool = True,
     ) -> FerPredictor:
         """Load a model folder (or Hub repo id).
 
@@ -79,15 +92,21 @@ class FerPredictor:
                 (backends "onnx" -> `model.onnx`, "onnx-int8" -> `model_quantized.onnx`); a PyTorch
                 folder with an `onnx/` subfolder works for every backend.
             backend: "torch", "onnx" or "onnx-int8".
-            detector: "haar" (OpenCV cascades, thorough: photos), "haar-video" (fast settings for
-                webcam frames), any object with `detect(rgb_array) -> [(x, y, w, h), ...]`, or None
-                to treat every input as an already cropped face.
+            detector: "blazeface" (default: MediaPipe's full-range BlazeFace DNN, two passes so
+                30-60 px faces in group photos are found; eye keypoints for alignment),
+                "blazeface-video" (one pass, for webcam frames and video), "haar" (OpenCV's Haar
+                cascades, thorough), "haar-video" (fast cascade settings), any object with
+                `detect(rgb_array) -> [(x, y, w, h), ...]` (and optionally `detect_faces`, as
+                `BlazeFaceDetector`, for keypoints), or None to treat every input as an already
+                cropped face. `predict_video` uses the named detector's video setting.
             margin: the crop given to the model is the face box grown by this fraction of its
                 size on every side, made square and clamped to the image (results keep the
                 detector's box).
-            num_threads: CPU threads for the model (ONNX Runtime session; torch sets them
-                process-wide). None keeps the library default.
+            num_threads: CPU threads for the model and the BlazeFace detector (ONNX Runtime
+                sessions; torch sets them process-wide). None keeps the library default.
             max_pixels: larger images are refused (decompression bombs); None disables the check.
+            align: rotate each face so its eyes are level before classification (needs a
+                detector with keypoints: BlazeFace; Haar boxes are used as they are).
         """
         if backend not in BACKENDS:
             raise ValueError(f"Unknown backend {backend!r}; expected one of {BACKENDS}.")
@@ -96,12 +115,14 @@ class FerPredictor:
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ValueError(f"`num_threads` must be a positive int or None, got {num_threads!r}.")
         folder = _resolve_folder(path, backend)
-        from transformers import AutoImageProcessor
+        image_processor = NumpyFerImageProcessor.from_pretrained(folder)
+        if image_processor is None or backend == "torch":
+            from transformers import AutoImageProcessor
 
-        from fer_hf.models import register
+            from fer_hf.models import register
 
-        register()
-        image_processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
+            register()
+            image_processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
         if backend == "torch":
             runner = _TorchRunner(folder, num_threads)
             id2label = runner.id2label
@@ -113,10 +134,14 @@ class FerPredictor:
             runner,
             image_processor,
             id2label,
-            detector=_make_detector(detector),
+            detector=_make_detector(detector, num_threads),
             margin=margin,
             max_pixels=max_pixels,
             backend=backend,
+            align=align,
+            video_detector=_make_detector(VIDEO_DETECTORS.get(detector), num_threads)
+            if isinstance(detector, str)
+            else None,
         )
 
     @property
@@ -126,7 +151,7 @@ class FerPredictor:
     def detect(self, image: ImageInput, detector: FaceDetector | None = None) -> list[Box]:
         """The detector's face boxes `(x, y, w, h)`, clamped to the image, largest face first."""
         rgb = load_image(image, max_pixels=self.max_pixels)
-        return self._boxes(rgb, True, detector or self.detector)
+        return [box for box, _ in self._faces(rgb, True, detector or self.detector)]
 
     def predict(
         self, image: ImageInput, detect_faces: bool = True, detector: FaceDetector | None = None
@@ -134,8 +159,9 @@ class FerPredictor:
         """Classify every face in `image` (path, bytes, PIL image or RGB array); [] if none.
 
         With `detect_faces=False` (or no detector) the whole image is one face. `detector`
-        replaces the predictor's for this call, e.g. `HaarCascadeDetector.for_video()` on
-        webcam frames, or one detector per thread (OpenCV cascades are not thread-safe).
+        replaces the predictor's for this call, e.g. `predictor.video_detector` on webcam
+        frames, or one Haar detector per thread (OpenCV cascades are not thread-safe; BlazeFace
+        is).
         """
         return self.predict_batch([image], detect_faces, detector)[0]
 
@@ -156,23 +182,34 @@ class FerPredictor:
         """`predict` for several images; all their faces go through the model in one batch.
 
         A result's box is the detector's; the model sees that box grown by `margin` on every
-        side and made square (clamped to the image), the framing of the training crops.
+        side and made square (clamped to the image), the framing of the training crops. With
+        `align` and a detector that gives eye keypoints, that square is taken along the eye
+        line instead (sized by `Face.upright_box`), so a rolled head reaches the model upright.
         """
         detector = detector or self.detector
         detected = detect_faces and detector is not None
         rgbs = [load_image(image, max_pixels=self.max_pixels) for image in images]
-        boxes = [self._boxes(rgb, detect_faces, detector) for rgb in rgbs]
+        found = [self._faces(rgb, detect_faces, detector) for rgb in rgbs]
         crops = []
-        for rgb, bxs in zip(rgbs, boxes, strict=True):
-            for box in bxs:
+        for rgb, faces in zip(rgbs, found, strict=True):
+            array = None
+            for box, face in faces:
+                if detected and self.align and face is not None:
+                    array = np.asarray(rgb) if array is None else array
+                    crops.append(
+                        aligned_crop(array, face.upright_box, face.roll_degrees, self.margin)
+                    )
+                    continue
                 x, y, w, h = expand_box(box, self.margin, *rgb.size) if detected else box
                 crops.append(rgb.crop((x, y, x + w, y + h)))
-        faces = self.classify(crops) if crops else []
+        classified = self.classify(crops) if crops else []
         results, start = [], 0
-        for bxs in boxes:
-            chunk = faces[start : start + len(bxs)]
-            start += len(bxs)
-            results.append([{"box": list(b), **face} for b, face in zip(bxs, chunk, strict=True)])
+        for faces in found:
+            chunk = classified[start : start + len(faces)]
+            start += len(faces)
+            results.append(
+                [{"box": list(box), **face} for (box, _), face in zip(faces, chunk, strict=True)]
+            )
         return results
 
     def classify(self, faces: list[Image.Image | np.ndarray]) -> list[dict[str, Any]]:
@@ -202,23 +239,35 @@ class FerPredictor:
         detect_faces: bool = True,
         detector: FaceDetector | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Yield `{"frame": index, "time_s": seconds, "faces": [...]}` for every Nth frame."""
+        """Yield `{"frame": index, "time_s": seconds, "faces": [...]}` for every Nth frame.
+
+        Frames go through `detector`, by default the predictor's `video_detector` (the fast
+        setting of the named detector, e.g. one BlazeFace pass).
+        """
         for frame in iter_video_frames(path, frame_stride=frame_stride):
-            faces = self.predict(frame.image, detect_faces, detector)
+            faces = self.predict(frame.image, detect_faces, detector or self.video_detector)
             yield {"frame": frame.index, "time_s": frame.time_s, "faces": faces}
 
     @staticmethod
-    def _boxes(rgb: Image.Image, detect_faces: bool, detector: FaceDetector | None) -> list[Box]:
+    def _faces(
+        rgb: Image.Image, detect_faces: bool, detector: FaceDetector | None
+    ) -> list[tuple[Box, Face | None]]:
+        """`(box clamped to the image, the detector's Face with keypoints or None)` per face."""
         width, height = rgb.size
         if not detect_faces or detector is None:
-            return [(0, 0, width, height)]
-        boxes = []
-        for x, y, w, h in detector.detect(np.asarray(rgb)):
+            return [((0, 0, width, height), None)]
+        array = np.asarray(rgb)
+        if callable(getattr(detector, "detect_faces", None)):  # a detector with keypoints
+            found = [(face.box, face) for face in detector.detect_faces(array)]
+        else:
+            found = [(box, None) for box in detector.detect(array)]
+        faces = []
+        for (x, y, w, h), face in found:
             x0, y0 = max(0, int(x)), max(0, int(y))
             x1, y1 = min(width, int(x) + int(w)), min(height, int(y) + int(h))
             if x1 > x0 and y1 > y0:
-                boxes.append((x0, y0, x1 - x0, y1 - y0))
-        return boxes
+                faces.append(((x0, y0, x1 - x0, y1 - y0), face))
+        return faces
 
 
 class _TorchRunner:
@@ -242,8 +291,6 @@ class _TorchRunner:
 
 class _OnnxRunner:
     def __init__(self, path: Path, num_threads: int | None):
-        from fer_hf.export.speed import onnx_session
-
         self.session = onnx_session(path, num_threads)
         outputs = [o.name for o in self.session.get_outputs()]
         self.has_valence_arousal = "valence_arousal" in outputs
@@ -259,16 +306,22 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def _make_detector(detector: FaceDetector | str | None) -> FaceDetector | None:
+def _make_detector(
+    detector: FaceDetector | str | None, num_threads: int | None = None
+) -> FaceDetector | None:
     if detector is None or isinstance(detector, FaceDetector):
         return detector
+    if detector == "blazeface":
+        return BlazeFaceDetector(num_threads=num_threads)
+    if detector == "blazeface-video":
+        return BlazeFaceDetector.for_video(num_threads=num_threads)
     if detector == "haar":
         return HaarCascadeDetector()
     if detector == "haar-video":
         return HaarCascadeDetector.for_video()
     raise ValueError(
-        f"Unknown detector {detector!r}; expected 'haar', 'haar-video', None or an object with "
-        "a `detect(rgb_array) -> [(x, y, w, h), ...]` method."
+        f"Unknown detector {detector!r}; expected one of {list(DETECTORS)}, None or an object "
+        "with a `detect(rgb_array) -> [(x, y, w, h), ...]` method."
     )
 
 

