@@ -43,8 +43,8 @@ RESPONSIBLE_USE = (
     "within minutes."
 )
 NO_FACE = (
-    "**No face found.** The detector looks for frontal and profile faces at least about 24 px "
-    "wide; try a larger, well-lit, frontal face."
+    "**No face found.** The face detector (BlazeFace) finds faces from about 30 px wide, rolled "
+    "up to about 40 degrees; try a larger, well-lit face turned towards the camera."
 )
 CSS = """
 .fer-face { margin: 0 0 12px 0; }
@@ -128,13 +128,16 @@ def build_demo(
     cache_dir: str | Path,
     examples: Sequence[str] = (),
     concurrency: int = 2,
+    detector: str = "blazeface",
 ) -> gr.Blocks:
     """The app serving `sources` (name -> model folder or Hub id; the first is the default).
 
     `cache_dir` receives ONNX exports made on first use; `concurrency` bounds the simultaneous
-    predictions (photos and API calls share one pool, webcam streams have their own).
+    predictions (photos and API calls share one pool, webcam streams have their own), which
+    run in parallel threads; up to 64 more wait in the queue. `detector` is "blazeface" (one
+    thread-safe DNN detector for all workers) or "haar" (a pool of OpenCV cascades).
     """
-    zoo = ModelZoo(sources, cache_dir, workers=concurrency)
+    zoo = ModelZoo(sources, cache_dir, workers=concurrency, detector=detector)
     names = list(sources)
     hidden_plot = gr.update(visible=False, value=None)
 
@@ -300,7 +303,13 @@ def main() -> None:
         raise ValueError(f"FER_HF_CONCURRENCY must be a positive integer, got {concurrency!r}.")
     examples_dir = Path(tempfile.mkdtemp(prefix="fer-hf-examples-"))
     atexit.register(shutil.rmtree, examples_dir, ignore_errors=True)
-    demo = build_demo(sources, cache_dir, write_examples(examples_dir), int(concurrency))
+    demo = build_demo(
+        sources,
+        cache_dir,
+        write_examples(examples_dir),
+        int(concurrency),
+        detector=os.environ.get("FER_HF_DETECTOR", "blazeface"),
+    )
     logger.info("Serving %s (ONNX exports cached in %s)", sources, cache_dir)
     demo.launch(max_file_size=MAX_FILE_SIZE, allowed_paths=[str(examples_dir)])
 

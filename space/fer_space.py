@@ -26,9 +26,9 @@ from fer_hf.inference import (
     BACKENDS,
     DEFAULT_MODEL_DIR,
     ONNX_FILE_NAMES,
+    BlazeFaceDetector,
     FerPredictor,
     HaarCascadeDetector,
-    expand_box,
     load_image,
 )
 
@@ -76,9 +76,13 @@ def model_sources(spec: str | None = None, space_readme: Path | None = None) -> 
     return sources
 
 
+SPACE_DETECTORS = ("blazeface", "haar")
+
+
 class DetectorPool:
-    """Face detection for concurrent requests. OpenCV cascades are not thread-safe, so each call
-    borrows one of at most `size` detectors, built by `factory` when first needed."""
+    """Haar face detection for concurrent requests. OpenCV cascades are not thread-safe, so each
+    call borrows one of at most `size` detectors, built by `factory` when first needed.
+    (BlazeFace needs no pool: one ONNX Runtime session serves every thread.)"""
 
     def __init__(self, factory: Callable[[], HaarCascadeDetector], size: int):
         self._factory = factory
@@ -101,16 +105,31 @@ class ModelZoo:
     """Predictors by (model name, backend), loaded on first use and kept.
 
     ONNX backends read a release's `onnx/` subfolder (or an export folder) when present; otherwise
-    the model is exported once (fp32 + dynamic int8) into `cache_dir`.
+    the model is exported once (fp32 + dynamic int8) into `cache_dir`. Faces are found by
+    BlazeFace (`detector="blazeface"`: the two-pass photo setting for photos, one pass for webcam
+    frames; one detector shared by all `workers` threads, one ONNX Runtime thread per call so
+    concurrent requests run side by side) or by pooled Haar cascades (`detector="haar"`).
     """
 
-    def __init__(self, sources: dict[str, str], cache_dir: str | Path, workers: int = 2):
+    def __init__(
+        self,
+        sources: dict[str, str],
+        cache_dir: str | Path,
+        workers: int = 2,
+        detector: str = "blazeface",
+    ):
         if not sources:
             raise ValueError("No models to serve; set FER_HF_MODELS to `name=folder-or-hub-id`.")
+        if detector not in SPACE_DETECTORS:
+            raise ValueError(f"Unknown detector {detector!r}; expected one of {SPACE_DETECTORS}.")
         self.sources = dict(sources)
         self.cache_dir = Path(cache_dir)
-        self.detector = DetectorPool(HaarCascadeDetector, workers)
-        self.video_detector = DetectorPool(HaarCascadeDetector.for_video, workers)
+        if detector == "blazeface":
+            self.detector = BlazeFaceDetector(num_threads=1)
+            self.video_detector = BlazeFaceDetector.for_video(num_threads=1)
+        else:
+            self.detector = DetectorPool(HaarCascadeDetector, workers)
+            self.video_detector = DetectorPool(HaarCascadeDetector.for_video, workers)
         self._loaded: dict[tuple[str, str], FerPredictor] = {}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in sources}
 
@@ -144,13 +163,7 @@ class ModelZoo:
         """A webcam frame's image, faces and label order: fast video detector, one model batch."""
         predictor = self.get(name, backend)
         image = load_image(frame)
-        boxes = self.video_detector.detect(np.asarray(image))
-        crops = []
-        for box in boxes:
-            x, y, w, h = expand_box(box, predictor.margin, *image.size)
-            crops.append(image.crop((x, y, x + w, y + h)))
-        results = predictor.classify(crops)
-        faces = [{"box": list(b), **r} for b, r in zip(boxes, results, strict=True)]
+        faces = predictor.predict(image, detector=self.video_detector)
         return image, faces, predictor.labels
 
     def _load(self, name: str, backend: str) -> FerPredictor:
@@ -160,7 +173,12 @@ class ModelZoo:
             if not any((folder / sub / file_name).is_file() for sub in ("", "onnx")):
                 folder = self._export(folder)
         return FerPredictor.from_pretrained(
-            folder, backend=backend, detector=self.detector, max_pixels=MAX_PIXELS
+            folder,
+            backend=backend,
+            detector=self.detector,
+            max_pixels=MAX_PIXELS,
+            # ONNX Runtime: one thread per request, the requests run in parallel (workers).
+            num_threads=None if backend == "torch" else 1,
         )
 
     def _local_folder(self, name: str) -> Path:
