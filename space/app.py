@@ -11,6 +11,7 @@ import html
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import time
 import warnings
@@ -23,14 +24,22 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
-from fer_space import FaceTracks, ModelZoo, logger, model_sources, read_upload  # noqa: E402
+from fer_space import (  # noqa: E402
+    MAX_UPLOAD_BYTES,
+    FaceTracks,
+    ModelZoo,
+    claim_run_dir,
+    logger,
+    model_sources,
+    read_upload,
+    sweep_run_dirs,
+)
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from fer_hf.inference import BACKENDS, annotate, label_colour  # noqa: E402
 
-MAX_FILE_SIZE = "20mb"
 DISPLAY_SIDE = 1600  # annotated photos are shown at most this large; boxes stay in input pixels
 STREAM_EVERY_S = 0.1
 STREAM_TIME_LIMIT_S = 120  # a webcam session then stops, freeing the worker for others
@@ -40,7 +49,7 @@ RESPONSIBLE_USE = (
     "display varies across people, cultures and contexts. Do not use it to make decisions about "
     "people. Inferring emotions in workplaces and education institutions is prohibited in the EU "
     "(AI Act, Art. 5(1)(f)). Photos and webcam frames are not kept: the server deletes them "
-    "within minutes."
+    "within minutes, and all of them when it stops."
 )
 NO_FACE = (
     "**No face found.** The face detector (BlazeFace) finds faces from about 30 px wide, rolled "
@@ -211,8 +220,11 @@ def build_demo(
                             elem_id="photo",
                         )  # fmt: skip
                         run = gr.Button("Recognise expressions", variant="primary", elem_id="run")
+                        gallery = None
                         if examples:
-                            gr.Examples([[e] for e in examples], inputs=[photo], label="Examples")
+                            gallery = gr.Examples(
+                                [[e] for e in examples], inputs=[photo], label="Examples"
+                            )
                     with gr.Column():
                         annotated = gr.Image(label="Faces", interactive=False, elem_id="annotated")
                         status = gr.Markdown(elem_id="status")
@@ -223,9 +235,11 @@ def build_demo(
                         result = gr.JSON(label="JSON result", elem_id="result")
             with gr.Tab("Webcam", id="webcam"):
                 with gr.Row():
+                    # Not mirrored: the live output shows the frames as captured, so a mirrored
+                    # preview beside it would show every face on the other side.
                     camera = gr.Image(
                         sources=["webcam"], streaming=True, type="numpy", label="Webcam",
-                        elem_id="camera",
+                        elem_id="camera", webcam_options=gr.WebcamOptions(mirror=False),
                     )  # fmt: skip
                     live = gr.Image(label="Live", interactive=False, format="jpeg", elem_id="live")
                 live_bars = gr.HTML(elem_id="live-bars")
@@ -237,15 +251,30 @@ def build_demo(
             api_result = gr.JSON(visible=False)
             api_button = gr.Button(visible=False)
 
+            # `photo.upload` fires once the file is on the server; `photo.change` also fires while
+            # a replacing photo is still uploading, which made Gradio warn "Waiting for file(s) to
+            # finish uploading" twice per replaced photo. Examples and clearing are wired apart.
+            photo_outputs = [annotated, status, bars, circumplex, result]
+            photo_event = {
+                "inputs": [photo, model, backend],
+                "outputs": photo_outputs,
+                "preprocess": False,  # read_upload opens the file: clear errors for bad uploads
+                "concurrency_id": "inference",
+                "concurrency_limit": concurrency,
+            }
             gr.on(
-                [run.click, photo.change, model.change, backend.change],
+                [run.click, photo.upload, model.change, backend.change],
                 analyse_photo,
-                inputs=[photo, model, backend],
-                outputs=[annotated, status, bars, circumplex, result],
                 api_name="analyse_photo",
-                preprocess=False,  # read_upload opens the file: clear errors for bad uploads
-                concurrency_id="inference",
-                concurrency_limit=concurrency,
+                **photo_event,
+            )
+            if gallery is not None:  # an example is already on the server: nothing to wait for
+                gallery.load_input_event.then(analyse_photo, api_name=False, **photo_event)
+            photo.clear(
+                lambda: (None, "", "", hidden_plot, None),
+                outputs=photo_outputs,
+                api_name=False,
+                queue=False,
             )
             api_button.click(
                 predict_json,
@@ -288,8 +317,19 @@ def write_examples(folder: Path) -> list[str]:
     return [str(folder / name) for name in images]
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    # `demo.launch()` closes the server on KeyboardInterrupt (Ctrl-C, SIGINT); a SIGTERM (docker
+    # stop, kill, a Space restart) takes the same way out, so the uploads are deleted either way.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
-    """Read the environment, build the app and serve it (GRADIO_SERVER_PORT / _NAME apply)."""
+    """Read the environment, build the app and serve it (GRADIO_SERVER_PORT / _NAME apply).
+
+    Uploads, results and the example photos live in one folder per run under GRADIO_TEMP_DIR
+    (default: <tmp>/fer-hf-space), deleted when the server stops (SIGINT or SIGTERM); a server
+    that starts first deletes the folders of runs that are no longer running (e.g. SIGKILLed).
+    """
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)
     on_space = bool(os.environ.get("SPACE_ID"))  # set by Hugging Face Spaces
@@ -301,17 +341,34 @@ def main() -> None:
     concurrency = os.environ.get("FER_HF_CONCURRENCY", "2")
     if not concurrency.isdigit() or int(concurrency) < 1:
         raise ValueError(f"FER_HF_CONCURRENCY must be a positive integer, got {concurrency!r}.")
-    examples_dir = Path(tempfile.mkdtemp(prefix="fer-hf-examples-"))
-    atexit.register(shutil.rmtree, examples_dir, ignore_errors=True)
-    demo = build_demo(
-        sources,
-        cache_dir,
-        write_examples(examples_dir),
-        int(concurrency),
-        detector=os.environ.get("FER_HF_DETECTOR", "blazeface"),
+    uploads_base = Path(
+        os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "fer-hf-space"
     )
-    logger.info("Serving %s (ONNX exports cached in %s)", sources, cache_dir)
-    demo.launch(max_file_size=MAX_FILE_SIZE, allowed_paths=[str(examples_dir)])
+    for stale in sweep_run_dirs(uploads_base):
+        logger.info("Deleted %s, left by a server that is no longer running", stale)
+    run_dir = claim_run_dir(uploads_base)
+    atexit.register(shutil.rmtree, run_dir, ignore_errors=True)  # also on an error exit
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # Gradio reads GRADIO_TEMP_DIR when the app is built: every upload and result of this run
+    # goes to run_dir/gradio.
+    os.environ["GRADIO_TEMP_DIR"] = str(run_dir / "gradio")
+    examples_dir = run_dir / "examples"
+    try:
+        demo = build_demo(
+            sources,
+            cache_dir,
+            write_examples(examples_dir),
+            int(concurrency),
+            detector=os.environ.get("FER_HF_DETECTOR", "blazeface"),
+        )
+        logger.info("Serving %s (ONNX exports cached in %s; uploads in %s)", sources, cache_dir,
+                    run_dir)  # fmt: skip
+        demo.launch(max_file_size=MAX_UPLOAD_BYTES, allowed_paths=[str(examples_dir)])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        logger.info("Stopped; deleted %s", run_dir)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -29,13 +30,18 @@ from fer_hf.inference import (
     BlazeFaceDetector,
     FerPredictor,
     HaarCascadeDetector,
+    ImageTooLargeError,
     load_image,
 )
 
 logger = logging.getLogger("fer_hf.space")
 
 BUNDLED_KINDS = ("factorized", "baseline", "vit")  # the default model comes first
-MAX_PIXELS = 40_000_000  # larger photos are refused (decompression bombs, memory)
+# Every photo, whether uploaded as a file or sent as a data: URL, meets both limits before it
+# is decoded (decompression bombs, memory).
+MAX_PIXELS = 40_000_000
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the upload limit the server is launched with, too
+RUN_DIR_PREFIX = "fer-hf-run-"  # one folder per server run: its uploads, results and examples
 
 
 def model_sources(spec: str | None = None, space_readme: Path | None = None) -> dict[str, str]:
@@ -162,6 +168,11 @@ class ModelZoo:
     ) -> tuple[Image.Image, list[dict[str, Any]], list[str]]:
         """A webcam frame's image, faces and label order: fast video detector, one model batch."""
         predictor = self.get(name, backend)
+        if frame.shape[0] * frame.shape[1] > MAX_PIXELS:  # Gradio decoded it; refuse the work
+            raise ValueError(
+                f"The webcam frame is {frame.shape[1]}x{frame.shape[0]} pixels, more than the "
+                f"{MAX_PIXELS:,} pixels this demo accepts."
+            )
         image = load_image(frame)
         faces = predictor.predict(image, detector=self.video_detector)
         return image, faces, predictor.labels
@@ -286,7 +297,11 @@ def _iou(a: Sequence[int], b: Sequence[int]) -> float:
 
 
 def read_upload(payload: dict[str, Any] | str | None) -> Image.Image | None:
-    """The RGB image of an un-preprocessed gr.Image payload; clear errors for bad files."""
+    """The RGB image of an un-preprocessed gr.Image payload; clear errors for bad files.
+
+    File uploads and `data:` URLs alike are refused over `MAX_UPLOAD_BYTES` or `MAX_PIXELS`
+    before decoding; messages name the user's file, never the server's copy of it.
+    """
     if payload is None:
         return None
     if isinstance(payload, str):  # a plain path (e.g. from an example)
@@ -297,9 +312,89 @@ def read_upload(payload: dict[str, Any] | str | None) -> Image.Image | None:
     name = payload.get("orig_name") or (Path(path).name if path else "pasted image")
     try:
         if path:
-            return load_image(path, max_pixels=MAX_PIXELS)
+            return load_image(path, max_pixels=MAX_PIXELS, max_bytes=MAX_UPLOAD_BYTES)
         if url.startswith("data:"):
-            return load_image(base64.b64decode(url.partition(",")[2]), max_pixels=MAX_PIXELS)
+            start = url.find(",") + 1  # no copy of the payload before its size is checked
+            if not start:
+                raise ValueError(f"The upload {name!r} is a data: URL without data.")
+            size = (len(url) - start) * 3 // 4  # base64: 4 characters per 3 bytes
+            if size > MAX_UPLOAD_BYTES + 2:
+                raise _too_many_bytes(name, size)
+            try:
+                data = base64.b64decode(url[start:], validate=True)
+            except ValueError:
+                raise ValueError(f"The upload {name!r} is not valid base64 data.") from None
+            return load_image(data, max_pixels=MAX_PIXELS, max_bytes=MAX_UPLOAD_BYTES)
+    except ImageTooLargeError as err:
+        if isinstance(err.size, tuple):
+            (width, height), pixels = err.size, err.size[0] * err.size[1]
+            raise ValueError(
+                f"{name!r} is {width}x{height} = {pixels:,} pixels, more than the "
+                f"{MAX_PIXELS:,} pixels this demo accepts. Downscale the photo (e.g. to 4,000 px "
+                "on its longer side) and upload it again."
+            ) from None
+        raise _too_many_bytes(name, err.size) from None
     except ValueError as err:  # name the user's file, not the server's copy of it
         raise ValueError(str(err).replace(repr(str(path)), repr(name))) from None
     raise ValueError(f"The upload {name!r} carries no file; upload the image again.")
+
+
+def _too_many_bytes(name: str, size: int) -> ValueError:
+    return ValueError(
+        f"{name!r} is {size / 1024**2:.1f} MB, more than the {MAX_UPLOAD_BYTES / 1024**2:.0f} MB "
+        "this demo accepts; it was not decoded. Save the photo smaller (e.g. as JPEG) and "
+        "upload it again."
+    )
+
+
+def claim_run_dir(base: str | Path) -> Path:
+    """A new folder in `base` for this server run (uploads, results, examples), marked with the
+    process id and start time, so a later run can tell it from a live server's folder."""
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-", dir=base))
+    owner = {"pid": os.getpid(), "started": _process_start(os.getpid())}
+    (run_dir / "owner.json").write_text(json.dumps(owner))
+    return run_dir
+
+
+def sweep_run_dirs(base: str | Path) -> list[Path]:
+    """Delete the run folders in `base` left by servers that are no longer running (killed
+    with SIGKILL, or a crash); returns them. Live servers' folders are left alone."""
+    removed = []
+    for run_dir in sorted(Path(base).glob(f"{RUN_DIR_PREFIX}*")):
+        try:
+            owner = json.loads((run_dir / "owner.json").read_text())
+            started = _process_start(int(owner["pid"]))
+            alive = started is not None and started == owner["started"]
+        except (OSError, ValueError, KeyError, TypeError):
+            # No readable owner: a folder being created right now, or half deleted. Only an
+            # old one is stale.
+            alive = time.time() - _mtime(run_dir) < 60
+        if not alive:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            removed.append(run_dir)
+    return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _process_start(pid: int) -> str | None:
+    """An id of process `pid`'s start (its start time in clock ticks on Linux), None if it is not
+    running; comparing it guards against a new process that got a dead server's pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[19]  # field 22, after the command name
+    except (OSError, IndexError):
+        return "alive"  # no /proc: the pid alone has to do
