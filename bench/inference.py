@@ -9,8 +9,9 @@ weights), or takes trained model folders with --models (their own input size and
 exports each to ONNX fp32, int8 static (QOperator, calibrated on FER2013 when
 ../shared/data/fer2013 exists, else on noise: fine for timing) and int8 dynamic, then times
 PyTorch eager and the three ONNX files: batch-1 latency (median, p90) and batch-64 throughput,
-with 1 and 2 threads. The end-to-end figure is `FerPredictor.predict` (detect -> crop ->
-classify) on a 640x480 frame holding one face (scikit-image's astronaut), in frames/s.
+with 1 and 2 threads. The end-to-end figure is `FerPredictor.predict` (detect -> align -> crop
+-> classify) on a 640x480 frame holding one face (scikit-image's astronaut), in frames/s, with
+each detector's webcam setting (`--e2e-detectors`, default blazeface-video and haar-video).
 Prints one JSON document (and a Markdown table on stderr with --table).
 """
 
@@ -29,7 +30,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 FER2013 = REPO.parent / "shared" / "data" / "fer2013"
-TARGETS = {"latency_ms": 0.6, "throughput_batch64": 5000.0, "end_to_end_fps": 30.0}
+TARGETS = {"latency_ms": 0.6, "throughput_batch64": 5000.0, "end_to_end_fps": 60.0}
+E2E_DETECTORS = ("blazeface-video", "haar-video")
 
 
 def machine() -> dict:
@@ -167,7 +169,9 @@ def webcam_frame() -> np.ndarray:
     return frame
 
 
-def end_to_end(kind: str, built: dict, threads: int, min_time: float) -> list:
+def end_to_end(
+    kind: str, built: dict, threads: int, min_time: float, detectors=E2E_DETECTORS
+) -> list:
     import cv2
 
     from fer_hf.export.speed import time_calls
@@ -176,13 +180,17 @@ def end_to_end(kind: str, built: dict, threads: int, min_time: float) -> list:
     cv2.setNumThreads(threads)
     frame = webcam_frame()
     rows = []
-    for backend, folder in (
-        ("torch", built["folder"]),
-        ("onnx", built["onnx_dir"]),
-        ("onnx-int8", built["onnx_dir"]),
+    for detector_name, (backend, folder) in (
+        (d, b)
+        for d in detectors
+        for b in (
+            ("torch", built["folder"]),
+            ("onnx", built["onnx_dir"]),
+            ("onnx-int8", built["onnx_dir"]),
+        )
     ):
         predictor = FerPredictor.from_pretrained(
-            folder, backend=backend, detector="haar-video", num_threads=threads
+            folder, backend=backend, detector=detector_name, num_threads=threads
         )
         faces = predictor.predict(frame)
         total = time_calls(lambda p=predictor: p.predict(frame), min_time_s=min_time)
@@ -193,7 +201,9 @@ def end_to_end(kind: str, built: dict, threads: int, min_time: float) -> list:
                 "model_kind": built["model_kind"],
                 "backend": backend,
                 "threads": threads,
-                "detector": repr(predictor.detector),
+                "detector": detector_name,
+                "detector_settings": repr(predictor.detector),
+                "align": predictor.align,
                 "frame": "640x480, one face",
                 "faces_found": len(faces),
                 "frames_per_s": round(1.0 / float(np.median(total)), 1),
@@ -212,7 +222,13 @@ def targets(rows: list, e2e: list) -> dict:
         return {}
     fastest = min(onnx, key=lambda r: r["latency_ms_median"])
     widest = max(onnx, key=lambda r: r["throughput_batch64"])
-    found = [r for r in e2e if r["model_kind"] == "factorized" and r["faces_found"] >= 1]
+    found = [
+        r
+        for r in e2e
+        if r["model_kind"] == "factorized"
+        and r["faces_found"] >= 1
+        and r["detector"] == "blazeface-video"  # the default detector's webcam setting
+    ]
     best = max(found, key=lambda r: r["frames_per_s"]) if found else None
     summary = {
         "batch1_latency_ms": {
@@ -233,7 +249,7 @@ def targets(rows: list, e2e: list) -> dict:
             "value": best["frames_per_s"],
             "target": f">= {TARGETS['end_to_end_fps']:.0f}",
             "met": best["frames_per_s"] >= TARGETS["end_to_end_fps"],
-            "run": f"{best['backend']}, {best['threads']} thread(s)",
+            "run": f"{best['backend']}, {best['threads']} thread(s), {best['detector']}",
         }
     summary["all_met"] = best is not None and all(v["met"] for v in summary.values())
     return summary
@@ -256,13 +272,13 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "| end-to-end (640x480, 1 face) | backend | threads | frames/s | detect (ms) |",
-        "|---|---|---|---|---|",
+        "| end-to-end (640x480, 1 face) | detector | backend | threads | frames/s | detect (ms) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in result["end_to_end"]:
         lines.append(
-            f"| {r['kind']} | {r['backend']} | {r['threads']} | {r['frames_per_s']:.1f} "
-            f"| {r['detect_ms']:.2f} |"
+            f"| {r['kind']} | {r['detector']} | {r['backend']} | {r['threads']} "
+            f"| {r['frames_per_s']:.1f} | {r['detect_ms']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -287,6 +303,13 @@ def main() -> None:
     parser.add_argument("--big-calls", type=int, default=3, help="min batch-64 calls")
     parser.add_argument("--calibration", type=Path, default=FER2013 if FER2013.is_dir() else None)
     parser.add_argument("--e2e-kinds", nargs="+", default=["factorized"])
+    parser.add_argument(
+        "--e2e-detectors",
+        nargs="+",
+        default=list(E2E_DETECTORS),
+        choices=["blazeface", "blazeface-video", "haar", "haar-video"],
+        help="detectors timed end to end (default: the webcam settings of both)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--table", action="store_true", help="print a Markdown table on stderr")
     args = parser.parse_args()
@@ -308,7 +331,9 @@ def main() -> None:
                     kind, built, threads, args.min_time, args.big_calls
                 )
                 if built["model_kind"] in args.e2e_kinds:
-                    result["end_to_end"] += end_to_end(kind, built, threads, args.min_time)
+                    result["end_to_end"] += end_to_end(
+                        kind, built, threads, args.min_time, args.e2e_detectors
+                    )
     result["calibration"] = str(args.calibration) if args.calibration else "noise images"
     result["targets"] = targets(result["models"], result["end_to_end"])
     text = json.dumps(result, indent=2)

@@ -343,6 +343,7 @@ def _speed_context(release: Release) -> dict[str, Any]:
                 + "; ".join(
                     f"{r['frames_per_s']:.1f} frames/s with {r.get('backend')}, "
                     f"{r.get('threads')} thread(s)"
+                    + (f", {r['detector']} detector" if r.get("detector") else "")
                     for r in end_to_end
                 )
             )

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .detection import Box
+from .runtime import onnx_session
 
 # name -> (file, default pass sides, SSD anchor strides, input sides must be multiples of this)
 BLAZEFACE_MODELS = {
@@ -275,12 +276,5 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
 
 def _session(file_name: str, num_threads: int | None):
     """An ONNX Runtime CPU session on a bundled model file (package data, read as bytes)."""
-    import onnxruntime as ort
-
     model = (resources.files("fer_hf.inference") / "weights" / file_name).read_bytes()
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.inter_op_num_threads = 1
-    if num_threads is not None:
-        options.intra_op_num_threads = num_threads
-    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    return onnx_session(model, num_threads)
