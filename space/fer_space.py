@@ -132,7 +132,7 @@ class ModelZoo:
         self.cache_dir = Path(cache_dir)
         if detector == "blazeface":
             self.detector = BlazeFaceDetector(num_threads=1)
-            self.video_detector = BlazeFaceDetector.for_video(num_threads=1)
+            self.video_detector = self.detector.as_video()  # shares the loaded model
         else:
             self.detector = DetectorPool(HaarCascadeDetector, workers)
             self.video_detector = DetectorPool(HaarCascadeDetector.for_video, workers)

@@ -251,3 +251,27 @@ def test_bad_images(detector):
         detector.detect(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(ValueError, match="shape"):
         detector.detect(np.zeros((10, 10, 2), np.uint8))
+
+
+def test_video_settings_share_the_loaded_model(detector):
+    from fer_hf.inference import FerPredictor, HaarCascadeDetector
+
+    video = detector.as_video()
+    assert video._session is detector._session and video.input_sides == (192,)
+    assert detector.with_input_sides((256, 512)).input_sides == (256, 512)
+    assert detector.input_sides == (192, 384)  # the original is unchanged
+    with pytest.raises(ValueError, match="input_sides"):
+        detector.with_input_sides((8,))
+    predictor = FerPredictor.from_pretrained("checkpoints/fer2013-factorized", backend="onnx")
+    assert isinstance(predictor.detector, BlazeFaceDetector)
+    assert predictor.video_detector.input_sides == (192,)
+    assert predictor.video_detector._session is predictor.detector._session
+    haar = FerPredictor.from_pretrained(
+        "checkpoints/fer2013-factorized", backend="onnx", detector="haar"
+    )
+    assert isinstance(haar.video_detector, HaarCascadeDetector)
+    assert haar.video_detector.max_side == 320  # HaarCascadeDetector.for_video()
+    custom = FerPredictor.from_pretrained(
+        "checkpoints/fer2013-factorized", backend="onnx", detector=detector
+    )
+    assert custom.video_detector is detector

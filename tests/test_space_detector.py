@@ -42,6 +42,7 @@ def test_blazeface_is_the_default_and_shared(fer_space, tiny_model, tmp_path):
     assert isinstance(zoo.detector, BlazeFaceDetector) and zoo.detector.input_sides == (192, 384)
     assert isinstance(zoo.video_detector, BlazeFaceDetector)
     assert zoo.video_detector.input_sides == (192,)
+    assert zoo.video_detector._session is zoo.detector._session  # one model in memory
     torch_predictor, onnx_predictor = zoo.get("tiny", "torch"), zoo.get("tiny", "onnx")
     assert torch_predictor.detector is zoo.detector is onnx_predictor.detector
     assert onnx_predictor._runner.session.get_session_options().intra_op_num_threads == 1

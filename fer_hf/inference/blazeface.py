@@ -10,6 +10,7 @@ Must not import torch, transformers, fer_hf.data, training, hub or cli.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -27,10 +28,11 @@ BLAZEFACE_MODELS = {
 }
 # Keypoint order of the model's output (the person's right eye is on the image's left).
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear_tragion", "left_ear_tragion")
-_RAW_SCORE_LIMIT = 80.0
+_RAW_SCORE_LIMIT = 80.0  # MediaPipe clips logits at 100; 80 keeps float32 sigmoid finite
 # Box side / (eyes' midpoint to mouth) of upright faces: 2.34-2.39 on the astronaut, Grace
 # Hopper and 30 small pasted faces, 2.22 on the half-profile cameraman.
-UPRIGHT_SIDE_PER_EYE_MOUTH = 2.35  # MediaPipe clips logits at 100; 80 keeps float32 sigmoid finite
+UPRIGHT_SIDE_PER_EYE_MOUTH = 2.35
+VIDEO_INPUT_SIDES = (192,)  # webcam and video frames: one pass
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,7 @@ class BlazeFaceDetector:
             )
         file_name, default_sides, self.strides, self._multiple = BLAZEFACE_MODELS[model]
         input_sides = tuple(default_sides if input_sides is None else input_sides)
-        if not input_sides or any(not isinstance(s, int) or s < 32 for s in input_sides):
-            raise ValueError(f"`input_sides` must be ints >= 32, got {input_sides!r}.")
+        _check_sides(input_sides)
         min_score = 0.5 if min_score is None else min_score
         if not 0.0 < min_score < 1.0:
             raise ValueError(f"`min_score` must be in (0, 1), got {min_score!r}.")
@@ -204,7 +205,20 @@ class BlazeFaceDetector:
     @classmethod
     def for_video(cls, **overrides) -> BlazeFaceDetector:
         """Webcam frames (a few faces at arm's length): the full-range model, one 192 px pass."""
-        return cls(**{"model": "full", "input_sides": (192,), **overrides})
+        return cls(**{"model": "full", "input_sides": VIDEO_INPUT_SIDES, **overrides})
+
+    def as_video(self) -> BlazeFaceDetector:
+        """This detector's video setting (`for_video`'s one pass), sharing its loaded model."""
+        return self.with_input_sides(VIDEO_INPUT_SIDES)
+
+    def with_input_sides(self, input_sides: tuple[int, ...]) -> BlazeFaceDetector:
+        """The same detector with other passes, sharing this one's ONNX Runtime session (no
+        second model load): `detector.with_input_sides((192,))` is the video setting."""
+        _check_sides(input_sides)
+        other = copy.copy(self)
+        other.input_sides = tuple(input_sides)
+        other._anchors = {}
+        return other
 
     def __repr__(self) -> str:
         return (
@@ -262,6 +276,11 @@ class BlazeFaceDetector:
         if anchors is None:  # a benign race: two threads may both build the same array
             anchors = self._anchors[key] = ssd_anchors(height, width, self.strides)
         return anchors
+
+
+def _check_sides(input_sides) -> None:
+    if not input_sides or any(not isinstance(s, int) or s < 32 for s in input_sides):
+        raise ValueError(f"`input_sides` must be ints >= 32, got {input_sides!r}.")
 
 
 def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:

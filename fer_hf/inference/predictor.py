@@ -130,18 +130,17 @@ class FerPredictor:
             runner = _OnnxRunner(folder / ONNX_FILE_NAMES[backend], num_threads)
             config = json.loads((folder / "config.json").read_text())
             id2label = {int(k): v for k, v in config["id2label"].items()}
+        made = _make_detector(detector, num_threads)
         return cls(
             runner,
             image_processor,
             id2label,
-            detector=_make_detector(detector, num_threads),
+            detector=made,
             margin=margin,
             max_pixels=max_pixels,
             backend=backend,
             align=align,
-            video_detector=_make_detector(VIDEO_DETECTORS.get(detector), num_threads)
-            if isinstance(detector, str)
-            else None,
+            video_detector=_video_detector(detector, made, num_threads),
         )
 
     @property
@@ -323,6 +322,17 @@ def _make_detector(
         f"Unknown detector {detector!r}; expected one of {list(DETECTORS)}, None or an object "
         "with a `detect(rgb_array) -> [(x, y, w, h), ...]` method."
     )
+
+
+def _video_detector(
+    name: FaceDetector | str | None, detector: FaceDetector | None, num_threads: int | None
+) -> FaceDetector | None:
+    """The video setting that goes with a named photo detector (None: use the detector itself)."""
+    if name == "blazeface":
+        return detector.as_video()  # shares the loaded model
+    if isinstance(name, str) and name in VIDEO_DETECTORS:
+        return _make_detector(VIDEO_DETECTORS[name], num_threads)
+    return None
 
 
 def _resolve_folder(path: str | Path, backend: str) -> Path:
