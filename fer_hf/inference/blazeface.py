@@ -235,9 +235,18 @@ class BlazeFaceDetector:
         image = _as_rgb_uint8(image)
         height, width = image.shape[:2]
         all_points, all_scores = [], []
-        for side in self.input_sides:
+        source, source_scale = image, 1.0  # larger passes first; each resizes the last one
+        for side in sorted(self.input_sides, reverse=True):
             scale = min(side / max(height, width), 2.0)  # input pixels per image pixel
-            pixels = self._prepare(image, scale)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            resized = cv2.resize(
+                source,
+                size,
+                interpolation=cv2.INTER_AREA if scale < source_scale else cv2.INTER_LINEAR,
+            )
+            if scale < source_scale:
+                source, source_scale = resized, scale
+            pixels = self._pad(resized)
             regressors, logits = self._session.run(
                 ["regressors", "classificators"], {"pixels": pixels}
             )
@@ -257,17 +266,14 @@ class BlazeFaceDetector:
                 faces.append(Face(box, float(score), pts[2:].astype(np.float32)))
         return sorted(faces, key=lambda f: (-f.box[2] * f.box[3], f.box[0], f.box[1]))
 
-    def _prepare(self, image: np.ndarray, scale: float) -> np.ndarray:
-        """`(1, H', W', 3)` uint8: `image` resized by `scale`, padded (black, bottom/right) to
-        multiples of the model's stride."""
+    def _pad(self, image: np.ndarray) -> np.ndarray:
+        """`(1, H', W', 3)` uint8: `image` padded (black, bottom/right) to multiples of the
+        model's stride, the sides every SAME padding and 2x resize of the network expect."""
         height, width = image.shape[:2]
-        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         multiple = self._multiple
-        pixels = np.zeros(
-            (1, -(-new_h // multiple) * multiple, -(-new_w // multiple) * multiple, 3), np.uint8
-        )
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        pixels[0, :new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+        shape = (1, -(-height // multiple) * multiple, -(-width // multiple) * multiple, 3)
+        pixels = np.zeros(shape, np.uint8)
+        pixels[0, :height, :width] = image
         return pixels
 
     def _anchors_for(self, height: int, width: int) -> np.ndarray:
