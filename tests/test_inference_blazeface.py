@@ -275,3 +275,20 @@ def test_video_settings_share_the_loaded_model(detector):
         "checkpoints/fer2013-factorized", backend="onnx", detector=detector
     )
     assert custom.video_detector is detector
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.05])
+def test_a_face_crop_filling_the_image(detector, astronaut, margin):
+    """A tight face crop is beyond the full-range model's range; the short-range fallback
+    finds it (and only runs when the full-range passes found nothing)."""
+    x, y, w, h = ASTRONAUT_FACE
+    x0, y0 = int(x - margin * w), int(y - margin * h)
+    crop = np.ascontiguousarray(
+        astronaut[y0 : int(y + h + margin * h), x0 : int(x + w + margin * w)]
+    )
+    (face,) = detector.detect_faces(crop)
+    assert iou(face.box, (x - x0, y - y0, w, h)) > 0.5
+    if margin == 0.0:
+        assert face.score > 0.7  # the fallback's own threshold
+        assert BlazeFaceDetector(fallback=False).detect(crop) == []
+    assert not BlazeFaceDetector("short").fallback  # only the full-range model has one

@@ -33,6 +33,9 @@ _RAW_SCORE_LIMIT = 80.0  # MediaPipe clips logits at 100; 80 keeps float32 sigmo
 # Hopper and 30 small pasted faces, 2.22 on the half-profile cameraman.
 UPRIGHT_SIDE_PER_EYE_MOUTH = 2.35
 VIDEO_INPUT_SIDES = (192,)  # webcam and video frames: one pass
+# The short-range fallback's threshold: face crops score 0.86-0.95 there, its false positives
+# on bench/detection.py's face-free images and the cat of skimage's `chelsea` 0.50-0.53.
+FALLBACK_MIN_SCORE = 0.7
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,11 @@ class BlazeFaceDetector:
     training square, each pass scales the image so its longer side is one of `input_sides` (the
     other side keeps the aspect ratio, padded to the model's stride multiple): a 640x480 photo at
     192 px finds faces from about 1/5 of the frame up; the pass at 384 px finds the 30-60 px
-    faces of group photos. Results of all passes are merged by weighted NMS. ONNX Runtime
-    sessions are thread-safe, so one detector serves concurrent requests.
+    faces of group photos. Results of all passes are merged by weighted NMS. A face that fills
+    the frame (a face crop, a close-up selfie) is beyond the full-range model's range: when the
+    passes find nothing, the short-range model (trained on faces near the camera) has one 128 px
+    look (`fallback`). ONNX Runtime sessions are thread-safe, so one detector serves concurrent
+    requests.
 
     Args:
         model (`str`, defaults to "full"): "full" (the full-range model, trained at 192 px for
@@ -167,6 +173,8 @@ class BlazeFaceDetector:
             (default: (192, 384) for "full", (128,) for "short"). Images are never upscaled
             beyond 2x.
         min_score (`float | None`): keep detections scoring above this (default 0.5, MediaPipe's).
+        fallback (`bool`, defaults to True): the short-range pass (scores above 0.7 only) when
+            nothing else is found (with model "full").
         iou_threshold (`float`, defaults to 0.3): weighted NMS merges boxes overlapping more.
         num_threads (`int | None`, defaults to None): ONNX Runtime intra-op threads; None lets
             ONNX Runtime use every core.
@@ -179,12 +187,13 @@ class BlazeFaceDetector:
         min_score: float | None = None,
         iou_threshold: float = 0.3,
         num_threads: int | None = None,
+        fallback: bool = True,
     ):
         if model not in BLAZEFACE_MODELS:
             raise ValueError(
                 f"Unknown BlazeFace model {model!r}; expected one of {list(BLAZEFACE_MODELS)}."
             )
-        file_name, default_sides, self.strides, self._multiple = BLAZEFACE_MODELS[model]
+        file_name, default_sides, _, _ = BLAZEFACE_MODELS[model]
         input_sides = tuple(default_sides if input_sides is None else input_sides)
         _check_sides(input_sides)
         min_score = 0.5 if min_score is None else min_score
@@ -200,7 +209,11 @@ class BlazeFaceDetector:
         self.iou_threshold = float(iou_threshold)
         self.num_threads = num_threads
         self._session = _session(file_name, num_threads)
-        self._anchors: dict[tuple[int, int], np.ndarray] = {}
+        self._anchors: dict[tuple[str, int, int], np.ndarray] = {}
+        self.fallback = bool(fallback) and model == "full"
+        self._fallback_session = None
+        if self.fallback:
+            self._fallback_session = _session(BLAZEFACE_MODELS["short"][0], num_threads)
 
     @classmethod
     def for_video(cls, **overrides) -> BlazeFaceDetector:
@@ -223,7 +236,8 @@ class BlazeFaceDetector:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(model={self.model!r}, input_sides={self.input_sides}, "
-            f"min_score={self.min_score}, iou_threshold={self.iou_threshold})"
+            f"min_score={self.min_score}, iou_threshold={self.iou_threshold}, "
+            f"fallback={self.fallback})"
         )
 
     def detect(self, image: np.ndarray) -> list[Box]:
@@ -238,21 +252,20 @@ class BlazeFaceDetector:
         source, source_scale = image, 1.0  # larger passes first; each resizes the last one
         for side in sorted(self.input_sides, reverse=True):
             scale = min(side / max(height, width), 2.0)  # input pixels per image pixel
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            resized = cv2.resize(
-                source,
-                size,
-                interpolation=cv2.INTER_AREA if scale < source_scale else cv2.INTER_LINEAR,
-            )
+            resized = _resize(source, (width, height), scale, source_scale)
             if scale < source_scale:
                 source, source_scale = resized, scale
-            pixels = self._pad(resized)
-            regressors, logits = self._session.run(
-                ["regressors", "classificators"], {"pixels": pixels}
-            )
-            anchors = self._anchors_for(*pixels.shape[1:3])
-            points, scores = decode(regressors[0], logits[0, :, 0], anchors, self.min_score)
+            points, scores = self._pass(self.model, self._session, resized)
             all_points.append(points / scale)  # to image pixels
+            all_scores.append(scores)
+        if self.fallback and not any(len(s) for s in all_scores):
+            side = BLAZEFACE_MODELS["short"][1][0]
+            scale = min(side / max(height, width), 2.0)
+            resized = _resize(source, (width, height), scale, source_scale)
+            points, scores = self._pass(
+                "short", self._fallback_session, resized, max(self.min_score, FALLBACK_MIN_SCORE)
+            )
+            all_points.append(points / scale)
             all_scores.append(scores)
         points, scores = weighted_nms(
             np.concatenate(all_points), np.concatenate(all_scores), self.iou_threshold
@@ -266,22 +279,31 @@ class BlazeFaceDetector:
                 faces.append(Face(box, float(score), pts[2:].astype(np.float32)))
         return sorted(faces, key=lambda f: (-f.box[2] * f.box[3], f.box[0], f.box[1]))
 
-    def _pad(self, image: np.ndarray) -> np.ndarray:
-        """`(1, H', W', 3)` uint8: `image` padded (black, bottom/right) to multiples of the
-        model's stride, the sides every SAME padding and 2x resize of the network expect."""
+    def _pass(
+        self, model: str, session, image: np.ndarray, min_score: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One network pass on a resized image: decoded points (input pixels) and scores."""
+        _, _, strides, multiple = BLAZEFACE_MODELS[model]
         height, width = image.shape[:2]
-        multiple = self._multiple
+        # Padded (black, bottom/right) to the sides every SAME padding and 2x resize expects.
         shape = (1, -(-height // multiple) * multiple, -(-width // multiple) * multiple, 3)
         pixels = np.zeros(shape, np.uint8)
         pixels[0, :height, :width] = image
-        return pixels
-
-    def _anchors_for(self, height: int, width: int) -> np.ndarray:
-        key = (height, width)
+        regressors, logits = session.run(["regressors", "classificators"], {"pixels": pixels})
+        key = (model, shape[1], shape[2])
         anchors = self._anchors.get(key)
         if anchors is None:  # a benign race: two threads may both build the same array
-            anchors = self._anchors[key] = ssd_anchors(height, width, self.strides)
-        return anchors
+            anchors = self._anchors[key] = ssd_anchors(shape[1], shape[2], strides)
+        min_score = self.min_score if min_score is None else min_score
+        return decode(regressors[0], logits[0, :, 0], anchors, min_score)
+
+
+def _resize(source: np.ndarray, size: tuple[int, int], scale: float, source_scale: float):
+    """The image of original `size` (w, h) at `scale`, resized from `source` (at `source_scale`)."""
+    width, height = size
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < source_scale else cv2.INTER_LINEAR
+    return cv2.resize(source, target, interpolation=interpolation)
 
 
 def _check_sides(input_sides) -> None:
