@@ -132,6 +132,7 @@ def predict_files(
     targets = _AnnotationTargets(annotate_dir)
     summary = {"images": 0, "videos": 0, "frames": 0, "faces": 0}
     handle = (stdout or sys.stdout) if output is None else open(output, "w", newline="")
+    close = None
     try:
         write, close = _writer(handle, fmt, predictor.labels)
         bar = tqdm(found.files, desc="predict", unit="file", disable=len(found.files) < 2)
@@ -155,8 +156,9 @@ def predict_files(
                 failed.append(f"{path}: {reason}" + (f" (after {written} frames)" * bool(written)))
                 continue
             summary["videos" if is_video else "images"] += 1
-        close()
     finally:
+        if close is not None:  # a JSON array is closed even after Ctrl-C: what was written parses
+            close()
         if output is not None:
             handle.close()
     return {
