@@ -219,7 +219,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         default=0.15,
         help="face box growth per side, as a fraction of its size (default: 0.15)",
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for the model and the detector"
+    )
     p.add_argument(
         "--max-pixels",
         type=int,
