@@ -165,3 +165,4 @@ def test_uploads_are_gone_when_the_server_stops_and_dead_runs_are_swept(stop, tm
     assert not run_dir.exists()  # uploads, results and examples
     assert photo.is_file()  # the user's own file is untouched
     assert list(base.glob("fer-hf-run-*")) == []
+    assert [p for p in base.rglob("*") if not p.is_dir()] == []  # no file left anywhere in it
