@@ -456,9 +456,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="Evaluate a trained model on a prepared split or a class-folder tree.",
         description="Evaluate MODEL_DIR on DATA (a `fer-hf prepare` folder or a class-folder "
-        "tree): writes OUT/metrics.json and OUT/confusion_matrix.png and prints a table.",
+        "tree): writes OUT/metrics.json and OUT/confusion_matrix.png and prints a table. Several "
+        "model folders (`fer-hf evaluate A B C DATA`) are evaluated as an ensemble that averages "
+        "their probabilities.",
     )
-    p.add_argument("model_dir", help="a trained fer-hf model folder")
+    p.add_argument(
+        "model_dir",
+        nargs="+",
+        help="a trained fer-hf model folder; several folders form an ensemble",
+    )
     p.add_argument("data", help="a `fer-hf prepare` folder or a class-folder tree")
     p.add_argument(
         "--split",
@@ -467,9 +473,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--tta",
-        choices=["none", "flip"],
+        choices=["none", "flip", "tencrop"],
         default="none",
-        help="test-time augmentation: average with the mirrored image (default: none)",
+        help="test-time augmentation: `flip` averages each image with its mirror, `tencrop` "
+        "the four corner and the centre crops (5/6 of the side) and their mirrors "
+        "(default: none)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--output", required=True, help="folder for metrics.json and the plot")
@@ -480,7 +488,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from fer_hf.training.evaluation import evaluate_model, format_metrics_table
 
     metrics = evaluate_model(
-        args.model_dir,
+        args.model_dir[0] if len(args.model_dir) == 1 else args.model_dir,
         args.data,
         args.output,
         split=args.split,
@@ -524,7 +532,7 @@ def _add_release(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--tta",
-        choices=["none", "flip"],
+        choices=["none", "flip", "tencrop"],
         default="none",
         help="test-time augmentation for the metrics (default: none)",
     )

@@ -35,7 +35,11 @@ FP16_MAX = 65504.0  # largest finite float16; a tensor beyond it stays float32
 # The fp16 weights are checked against the run's fp32 weights on the evaluation split.
 FP16_MIN_TOP1_AGREEMENT = 0.99
 FP16_CHECK_IMAGES = 1024
-TTA_MODES = ("none", "flip")
+TTA_MODES = (
+    "none",
+    "flip",
+    "tencrop",
+)  # as fer_hf.training.evaluation.TTA_MODES (no torch import here)
 
 
 def _is_within(path: Path, folder: Path) -> bool:

@@ -24,7 +24,10 @@ logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "confusion_matrix.png"
-TTA_MODES: tuple[str, ...] = ("none", "flip")
+TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
+# Ten-crop TTA: crops of this fraction of the input side (40 px of a 48 px face, as the FER2013
+# literature's random 40 px training crops).
+TENCROP_FRACTION = 5 / 6
 
 
 def _canonical_split(split: str) -> str:
@@ -90,10 +93,39 @@ def load_eval_split(data: str | Path, split: str, label_names: list[str]):
     return dataset, {"kind": "class-folders", "split": name, "skipped": skipped}
 
 
+def tta_views(pixel_values: torch.Tensor, tta: str, fixed_size: bool) -> list[torch.Tensor]:
+    """The views of a preprocessed batch that `tta` averages over.
+
+    "none": the batch. "flip": the batch and its mirror. "tencrop": the four corner crops and the
+    centre crop of `TENCROP_FRACTION` of the side (40 px of 48) and their mirrors, fed at their
+    own size (a CNN with global pooling sees faces at the scale it was trained on) or, for a
+    model that takes one input size only (`fixed_size`, a ViT), resized back to it.
+    """
+    if tta == "none":
+        return [pixel_values]
+    if tta == "flip":
+        return [pixel_values, pixel_values.flip(-1)]
+    height, width = pixel_values.shape[-2:]
+    crop_h, crop_w = round(height * TENCROP_FRACTION), round(width * TENCROP_FRACTION)
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    corners = [(0, 0), (0, width - crop_w), (height - crop_h, 0), (height - crop_h, width - crop_w)]
+    views = []
+    for y, x in [*corners, (top, left)]:
+        crop = pixel_values[..., y : y + crop_h, x : x + crop_w]
+        if fixed_size:
+            crop = torch.nn.functional.interpolate(
+                crop, size=(height, width), mode="bilinear", align_corners=False
+            )
+        crop = crop.contiguous()
+        views += [crop, crop.flip(-1)]
+    return views
+
+
 def predict(model, processor, dataset, batch_size: int = 64, tta: str = "none", device=None):
     """(probabilities (N, K), valence/arousal (N, 2) or None, labels, valence, arousal) arrays.
 
-    `tta="flip"` averages the softmax (and valence/arousal) of each image and its mirror.
+    `tta` ("none", "flip", "tencrop"; see `tta_views`) averages the softmax (and
+    valence/arousal) over the views of each image.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device)
@@ -103,9 +135,8 @@ def predict(model, processor, dataset, batch_size: int = 64, tta: str = "none", 
     probabilities, affect, labels, valence, arousal = [], [], [], [], []
     with torch.inference_mode():
         for batch in tqdm(loader, desc="Evaluating", unit="batch"):
-            views = [batch["pixel_values"].to(device)]
-            if tta == "flip":
-                views.append(views[0].flip(-1))
+            fixed_size = model.config.backbone_config.model_type == "vit"
+            views = tta_views(batch["pixel_values"].to(device), tta, fixed_size)
             outputs = [model(pixel_values=view) for view in views]
             probabilities.append(
                 torch.stack([o.logits.float().softmax(-1) for o in outputs]).mean(0).cpu()
@@ -170,7 +201,7 @@ def plot_confusion_matrix(matrix, labels, path: str | Path, title: str | None = 
 
 
 def evaluate_model(
-    model_dir: str | Path,
+    model_dir: str | Path | list[str | Path],
     data: str | Path,
     output: str | Path,
     split: str = "test",
@@ -180,10 +211,15 @@ def evaluate_model(
 ) -> dict:
     """Evaluate a model folder on `split` of `data`; write `metrics.json` and the plot to `output`.
 
+    `model_dir` may be a list of folders: an ensemble that averages the models' probabilities
+    (and valence/arousal, over the models that predict them), each model preprocessing the
+    images with its own processor (and `tta`). All must predict the same labels.
+
     `metrics.json` holds `n`, `accuracy`, `balanced_accuracy`, `macro_f1`, `per_class_recall`
     ({label: recall or null}), `confusion_matrix` ({"labels", "matrix"}: rows true, columns
     predicted), `valence_*`/`arousal_*` (rmse, ccc, pcc, sagr, n) when the model and data have
-    them, the run's `model`, `data`, `split`, `tta`, `runtime_s`, and `num_skipped` / `skipped`
+    them, the run's `model` (a path, or a list of paths for an ensemble), `ensemble` (number of
+    models), `data`, `split`, `tta`, `runtime_s`, and `num_skipped` / `skipped`
     (`[{"file", "reason"}]`: unreadable files of a class-folder tree). Returns that dict.
     """
     if tta not in TTA_MODES:
@@ -193,20 +229,40 @@ def evaluate_model(
     output = Path(output).expanduser()
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output} exists and is a file; pass a folder.")
-    model, processor, label_names = load_model_folder(model_dir)
+    model_dirs = list(model_dir) if isinstance(model_dir, list | tuple) else [model_dir]
+    if not model_dirs:
+        raise ValueError("Pass at least one model folder.")
+    loaded = [load_model_folder(folder) for folder in model_dirs]
+    label_names = loaded[0][2]
+    for folder, (_, _, names) in zip(model_dirs[1:], loaded[1:], strict=True):
+        if names != label_names:
+            raise ValueError(
+                f"An ensemble needs models of one label schema: {model_dirs[0]} predicts "
+                f"{label_names} but {folder} predicts {names}."
+            )
     dataset, described = load_eval_split(data, split, label_names)
     if len(dataset) == 0:
         raise ValueError(f"The {split!r} split of {data} is empty; nothing to evaluate.")
 
     started = time.perf_counter()
-    probabilities, affect, labels, valence, arousal = predict(
-        model, processor, dataset, batch_size=batch_size, tta=tta, device=device
-    )
+    runs = [
+        predict(model, processor, dataset, batch_size=batch_size, tta=tta, device=device)
+        for model, processor, _ in loaded
+    ]
+    probabilities = np.mean([run[0] for run in runs], axis=0)
+    affects = [run[1] for run in runs if run[1] is not None]
+    affect = np.mean(affects, axis=0) if affects else None
+    _, _, labels, valence, arousal = runs[0]
     metrics = expression_report(probabilities.argmax(-1), labels, label_names)
     if affect is not None:
         metrics.update(valence_arousal_report(affect, valence, arousal))
     metrics.update(
-        model=str(Path(model_dir).resolve()),
+        model=(
+            str(Path(model_dirs[0]).resolve())
+            if len(model_dirs) == 1
+            else [str(Path(folder).resolve()) for folder in model_dirs]
+        ),
+        ensemble=len(model_dirs),
         data=str(Path(data).resolve()),
         data_kind=described["kind"],
         split=described["split"],
@@ -219,8 +275,9 @@ def evaluate_model(
     )
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / METRICS_FILE, metrics)
+    name = " + ".join(Path(folder).name for folder in model_dirs)
     title = (
-        f"{Path(model_dir).name} on {described['split'] or Path(data).name} (n={metrics['n']}): "
+        f"{name} on {described['split'] or Path(data).name} (n={metrics['n']}): "
         f"acc {metrics['accuracy']:.3f}, bal. acc {metrics['balanced_accuracy']:.3f}"
     )
     plot_confusion_matrix(

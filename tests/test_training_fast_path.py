@@ -1,0 +1,334 @@
+"""The fast training path: decode cache (built, reused, invalidated, truncated), whole-batch
+augmentation (shapes, ranges, seeded determinism, flip/crop semantics against the per-sample
+transform), precision per kind and the bf16 fallback, SGD Nesterov, ten-crop TTA and ensembles."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from helpers_training import prepared_dataset
+
+from fer_hf.data import load_prepared
+from fer_hf.data.decoded import decoded_images
+from fer_hf.models import build_model, tiny_config
+from fer_hf.training import precision as precision_module
+from fer_hf.training.augment import BatchAugmenter, normalize_uint8
+from fer_hf.training.batches import UInt8Collator, decoded_split
+from fer_hf.training.evaluation import evaluate_model, tta_views
+from fer_hf.training.precision import resolve_precision
+from fer_hf.training.transforms import Augmentation, FerTransform
+
+# No randomness except the one under test.
+STILL = Augmentation(
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    hflip_prob=0.0,
+    rotation_degrees=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    erasing_prob=0.0,
+)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return prepared_dataset(tmp_path_factory.mktemp("fast"))
+
+
+@pytest.fixture(scope="module")
+def splits(prepared):
+    return load_prepared(prepared)
+
+
+def _processor(kind="factorized", size=32, **extra):
+    return build_model(kind, image_size=size, backbone_config=tiny_config(kind, size), **extra)[1]
+
+
+# --- decode cache -------------------------------------------------------------------------------
+
+
+def test_cache_built_equals_the_processor_and_is_reused(splits, tmp_path, caplog):
+    split = splits["validation"]
+    processor = _processor()
+    with caplog.at_level(logging.INFO, logger="fer_hf.data.decoded"):
+        array = decoded_images(split, tmp_path, "validation", (32, 32), "L", progress=False)
+    assert array.shape == (len(split), 32, 32, 1) and array.dtype == np.uint8
+    assert isinstance(array, np.memmap) and not array.flags.writeable
+    assert "no cache yet" in caplog.text
+    # The processor on the cached arrays = the processor on the original images, exactly.
+    from_cache = normalize_uint8(torch.from_numpy(np.array(array[:5])), processor)
+    original = processor(split[:5]["image"], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(from_cache, original, rtol=0, atol=1e-6)
+
+    caplog.clear()
+    path = tmp_path / "validation-32x32-L.npy"
+    mtime = path.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="fer_hf.data.decoded"):
+        again = decoded_images(split, tmp_path, "validation", (32, 32), "L", progress=False)
+    assert "Decoding" not in caplog.text and path.stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(again, array)
+
+
+def test_cache_invalidated_when_the_split_changes(splits, tmp_path, caplog):
+    split = splits["validation"]
+    decoded_images(split, tmp_path, "validation", (32, 32), "L", progress=False)
+    changed = split.select(range(len(split) - 3))  # another split under the same name
+    with caplog.at_level(logging.INFO, logger="fer_hf.data.decoded"):
+        array = decoded_images(changed, tmp_path, "validation", (32, 32), "L", progress=False)
+    assert "the split changed" in caplog.text
+    assert array.shape[0] == len(changed)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "drop-record", "garbage-record"])
+def test_damaged_cache_is_detected_and_rebuilt(splits, tmp_path, caplog, damage):
+    split = splits["validation"]
+    first = np.array(decoded_images(split, tmp_path, "validation", (32, 32), "L", progress=False))
+    array_path = tmp_path / "validation-32x32-L.npy"
+    record_path = tmp_path / "validation-32x32-L.json"
+    if damage == "truncate":
+        with open(array_path, "r+b") as f:
+            f.truncate(array_path.stat().st_size - 100)
+        expected = "truncated"
+    elif damage == "drop-record":
+        record_path.unlink()
+        expected = "record is missing"
+    else:
+        record_path.write_text("{not json")
+        expected = "unreadable"
+    with caplog.at_level(logging.INFO, logger="fer_hf.data.decoded"):
+        rebuilt = decoded_images(split, tmp_path, "validation", (32, 32), "L", progress=False)
+    assert expected in caplog.text
+    np.testing.assert_array_equal(rebuilt, first)
+    assert json.loads(record_path.read_text())["nbytes"] == array_path.stat().st_size
+
+
+def test_cache_resizes_and_converts_like_the_processor(splits, tmp_path):
+    split = splits["validation"]
+    processor = _processor("baseline", size=40)  # RGB, 40 px from 32 px gray images
+    faces = decoded_split(split, split, None, tmp_path, "validation", processor)
+    batch = UInt8Collator(faces.array_path)([faces[i] for i in (3, 0, 2)])
+    assert batch["images"].shape == (3, 40, 40, 3)
+    expected = processor([split[i]["image"] for i in (3, 0, 2)], return_tensors="pt")
+    torch.testing.assert_close(
+        normalize_uint8(batch["images"], processor), expected["pixel_values"], rtol=0, atol=1e-6
+    )
+    assert batch["labels"].tolist() == [split[i]["label"] for i in (3, 0, 2)]
+
+
+def test_views_index_rows_of_the_whole_split(splits, tmp_path):
+    split = splits["train"]
+    rows = np.array([5, 5, 1, 9])  # a resampled view: repeats, any order
+    view = split.select(rows)
+    faces = decoded_split(split, view, rows, tmp_path, "train", _processor())
+    batch = UInt8Collator(faces.array_path)([faces[i] for i in range(len(faces))])
+    whole = np.load(tmp_path / "train-32x32-L.npy")
+    np.testing.assert_array_equal(batch["images"].numpy(), whole[rows])
+    assert batch["labels"].tolist() == view["label"]
+    with pytest.raises(ValueError, match="rows for a view"):
+        decoded_split(split, view, rows[:2], tmp_path, "train", _processor())
+
+
+# --- batched augmentation -----------------------------------------------------------------------
+
+
+def _uint8_batch(count=8, size=32, channels=1, seed=0):
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 256, (count, size, size, channels), dtype=np.uint8))
+
+
+def test_shapes_ranges_and_seeded_determinism():
+    processor = _processor()
+    augmenter = BatchAugmenter(processor, Augmentation())
+    images = _uint8_batch()
+    torch.manual_seed(3)
+    first = augmenter(images)
+    torch.manual_seed(3)
+    second = augmenter(images)
+    torch.manual_seed(4)
+    other = augmenter(images)
+    assert first.shape == (8, 1, 32, 32) and first.dtype == torch.float32
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    assert not torch.equal(first, other)
+    low, high = (0 - 0.5) / 0.5, (1 - 0.5) / 0.5  # the processor's mean/std are 0.5
+    assert first.min() >= low - 1e-6 and first.max() <= high + 1e-6
+    with pytest.raises(ValueError, match="uint8"):
+        augmenter(images.float())
+
+
+def test_gray_to_rgb_model_and_crop_sizes():
+    processor = _processor("baseline", size=32)  # 3 channels, ImageNet normalisation
+    out = BatchAugmenter(processor, Augmentation())(_uint8_batch())
+    assert out.shape == (8, 3, 32, 32)
+    cropped = BatchAugmenter(_processor(), Augmentation(), crop_size=28)(_uint8_batch())
+    assert cropped.shape == (8, 1, 28, 28)
+    with pytest.raises(ValueError, match="crop_size"):
+        BatchAugmenter(_processor(), Augmentation(), crop_size=40)
+
+
+@pytest.mark.parametrize("flip", [0.0, 1.0], ids=["identity", "flip"])
+def test_flip_and_identity_match_the_per_sample_transform(flip, splits):
+    split = splits["validation"]
+    processor = _processor()
+    aug = Augmentation(**{**STILL.__dict__, "hflip_prob": flip})
+    records = split[:6]
+    per_sample = FerTransform(processor, aug)(records)["pixel_values"]
+    images = torch.from_numpy(np.stack([np.asarray(im)[..., None] for im in records["image"]]))
+    batched = BatchAugmenter(processor, aug)(images)
+    torch.testing.assert_close(batched, per_sample, rtol=0, atol=1e-4)
+    plain = processor(records["image"], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(batched, plain.flip(-1) if flip else plain, rtol=0, atol=1e-4)
+
+
+def test_random_resized_crop_zooms_like_the_per_sample_crop():
+    """A fixed-area crop magnifies the image: the horizontal frequency of a vertical grating
+    drops by the same factor on both paths."""
+    processor = _processor(size=48)
+    x = np.arange(48)
+    grating = ((np.sin(2 * np.pi * x / 8) > 0) * 255).astype(np.uint8)
+    image = np.tile(grating, (48, 1))
+    aug = Augmentation(**{**STILL.__dict__, "crop_scale": (0.25, 0.25)})
+
+    def period(batch):  # mean distance between rising edges along each row
+        rows = (batch[:, 0] > 0).numpy()
+        edges = [np.flatnonzero(np.diff(row.astype(int)) == 1) for row in rows.reshape(-1, 48)]
+        return np.mean([np.diff(e).mean() for e in edges if len(e) > 1])
+
+    torch.manual_seed(0)
+    batched = BatchAugmenter(processor, aug)(torch.from_numpy(np.stack([image[..., None]] * 8)))
+    from PIL import Image
+
+    per_sample = FerTransform(processor, aug)(
+        {"image": [Image.fromarray(image)] * 8, "label": [0] * 8}
+    )["pixel_values"]
+    assert period(batched) == pytest.approx(16, rel=0.1)  # half the side: 2x zoom
+    assert period(per_sample) == pytest.approx(16, rel=0.1)
+
+
+def test_fixed_crops_are_unscaled_windows():
+    processor = _processor(size=32)
+    aug = STILL
+    ramp = np.tile(np.arange(32, dtype=np.uint8) * 8, (32, 1))  # value = 8 * column
+    out = BatchAugmenter(processor, aug, crop_size=24)(
+        torch.from_numpy(np.stack([ramp[..., None]] * 16))
+    )
+    pixels = (out[:, 0] * 0.5 + 0.5) * 255  # undo the normalisation
+    steps = pixels[:, :, 1:] - pixels[:, :, :-1]
+    torch.testing.assert_close(steps, torch.full_like(steps, 8.0), rtol=0, atol=1e-3)
+    starts = pixels[:, 0, 0] / 8  # the crop's left column, anywhere in [0, 8]
+    assert starts.min() >= -1e-3 and starts.max() <= 8 + 1e-3 and starts.std() > 0.5
+
+
+def test_erasing_blanks_one_rectangle_of_the_configured_area():
+    processor = _processor(size=32)
+    aug = Augmentation(**{**STILL.__dict__, "erasing_prob": 1.0})
+    images = torch.full((64, 32, 32, 1), 255, dtype=torch.uint8)  # white: erased pixels stand out
+    out = BatchAugmenter(processor, aug)(images)
+    erased = (out[:, 0] == 0).float().mean(dim=(1, 2))
+    assert erased.min() > 0.005 and erased.max() < 0.3
+    assert erased.mean() == pytest.approx(0.11, abs=0.05)  # mean of U(0.02, 0.2)
+
+
+def test_augmentation_runs_on_the_batch_device():
+    # The same code runs on a GPU batch; on CPU we check that nothing leaves the device.
+    images = _uint8_batch()
+    out = BatchAugmenter(_processor(), Augmentation())(images)
+    assert out.device == images.device
+
+
+# --- precision per kind -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cpu_without_bf16(monkeypatch):
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: {"avx2", "fma"})
+
+
+@pytest.fixture
+def cpu_with_amx(monkeypatch):
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: {"avx512f", "amx_bf16"})
+
+
+def test_auto_precision_per_kind_with_native_bf16(cpu_with_amx):
+    assert resolve_precision("baseline", "auto", "auto").bf16
+    assert resolve_precision("vit", "auto", "auto").bf16
+    factorized = resolve_precision("factorized", "auto", "auto")
+    assert not factorized.bf16 and factorized.channels_last
+    assert not resolve_precision("vit", "auto", "auto").channels_last
+    assert resolve_precision("baseline", "auto", "auto").channels_last
+    assert not resolve_precision("baseline", "auto", "false").channels_last
+
+
+def test_bf16_falls_back_to_fp32_with_one_log_line(cpu_without_bf16, caplog):
+    with caplog.at_level(logging.INFO, logger="fer_hf.training.precision"):
+        chosen = resolve_precision("baseline", "auto", "auto")
+    assert not chosen.bf16 and chosen.dtype == "float32"
+    assert len(caplog.records) == 1 and "no native bf16" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fer_hf.training.precision"):
+        forced = resolve_precision("baseline", "bf16", "auto")
+    assert forced.bf16 and "emulated" in caplog.text
+    assert not resolve_precision("vit", "fp32", "auto").bf16
+
+
+def test_sgd_gets_momentum_and_nesterov(tmp_path):
+    from fer_hf.training.arguments import parse_args
+    from fer_hf.training.trainer import FerTrainer
+
+    _, _, args = parse_args(
+        ["--dataset", "x", "--output_dir", str(tmp_path), "--optim", "sgd", "--use_cpu", "true"]
+    )
+    optimizer_cls, kwargs = FerTrainer.get_optimizer_cls_and_kwargs(args)
+    assert optimizer_cls is torch.optim.SGD
+    assert kwargs["momentum"] == 0.9 and kwargs["nesterov"] is True
+
+
+# --- evaluation: ten-crop, ensembles ------------------------------------------------------------
+
+
+def test_tencrop_views():
+    batch = torch.arange(2 * 48 * 48, dtype=torch.float32).view(2, 1, 48, 48)
+    views = tta_views(batch, "tencrop", fixed_size=False)
+    assert len(views) == 10 and all(v.shape == (2, 1, 40, 40) for v in views)
+    torch.testing.assert_close(views[0], batch[..., :40, :40])
+    torch.testing.assert_close(views[1], batch[..., :40, :40].flip(-1))
+    torch.testing.assert_close(views[8], batch[..., 4:44, 4:44])
+    resized = tta_views(batch, "tencrop", fixed_size=True)
+    assert all(v.shape == (2, 1, 48, 48) for v in resized)
+    assert len(tta_views(batch, "flip", False)) == 2 and len(tta_views(batch, "none", False)) == 1
+
+
+def _save_tiny(folder, seed):
+    torch.manual_seed(seed)
+    model, processor = build_model(
+        "factorized", image_size=32, backbone_config=tiny_config("factorized", 32)
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_ensemble_averages_the_models_probabilities(prepared, tmp_path):
+    a, b = _save_tiny(tmp_path / "a", 0), _save_tiny(tmp_path / "b", 1)
+    single = [
+        evaluate_model(m, prepared, tmp_path / f"out-{m.name}", split="validation") for m in (a, b)
+    ]
+    both = evaluate_model([a, b], prepared, tmp_path / "out-ab", split="validation", tta="tencrop")
+    assert both["ensemble"] == 2 and isinstance(both["model"], list) and both["tta"] == "tencrop"
+    assert single[0]["ensemble"] == 1 and isinstance(single[0]["model"], str)
+    assert both["n"] == single[0]["n"]
+    assert (tmp_path / "out-ab" / "confusion_matrix.png").is_file()
+
+
+def test_ensemble_of_other_label_schemas_is_refused(prepared, tmp_path):
+    a = _save_tiny(tmp_path / "a", 0)
+    model, processor = build_model(
+        "factorized", image_size=32, num_classes=8, backbone_config=tiny_config("factorized", 32)
+    )
+    model.save_pretrained(tmp_path / "b8")
+    processor.save_pretrained(tmp_path / "b8")
+    with pytest.raises(ValueError, match="one label schema"):
+        evaluate_model([a, tmp_path / "b8"], prepared, tmp_path / "o", split="validation")
