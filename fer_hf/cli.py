@@ -476,8 +476,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         choices=["none", "flip", "tencrop"],
         default="none",
         help="test-time augmentation: `flip` averages each image with its mirror, `tencrop` "
-        "the four corner and the centre crops (5/6 of the side) and their mirrors "
-        "(default: none)",
+        "the four corner and the centre crops (5/6 of the side, resized to the input size) and "
+        "their mirrors (default: none)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--output", required=True, help="folder for metrics.json and the plot")

@@ -291,14 +291,17 @@ def test_sgd_gets_momentum_and_nesterov(tmp_path):
 
 def test_tencrop_views():
     batch = torch.arange(2 * 48 * 48, dtype=torch.float32).view(2, 1, 48, 48)
-    views = tta_views(batch, "tencrop", fixed_size=False)
-    assert len(views) == 10 and all(v.shape == (2, 1, 40, 40) for v in views)
-    torch.testing.assert_close(views[0], batch[..., :40, :40])
-    torch.testing.assert_close(views[1], batch[..., :40, :40].flip(-1))
-    torch.testing.assert_close(views[8], batch[..., 4:44, 4:44])
-    resized = tta_views(batch, "tencrop", fixed_size=True)
-    assert all(v.shape == (2, 1, 48, 48) for v in resized)
-    assert len(tta_views(batch, "flip", False)) == 2 and len(tta_views(batch, "none", False)) == 1
+    views = tta_views(batch, "tencrop")
+    assert len(views) == 10 and all(v.shape == (2, 1, 48, 48) for v in views)
+
+    def resized(crop):
+        return torch.nn.functional.interpolate(crop, size=(48, 48), mode="bilinear")
+
+    torch.testing.assert_close(views[0], resized(batch[..., :40, :40]))
+    torch.testing.assert_close(views[1], resized(batch[..., :40, :40]).flip(-1))
+    torch.testing.assert_close(views[6], resized(batch[..., 8:, 8:]))
+    torch.testing.assert_close(views[8], resized(batch[..., 4:44, 4:44]))
+    assert len(tta_views(batch, "flip")) == 2 and len(tta_views(batch, "none")) == 1
 
 
 def _save_tiny(folder, seed):

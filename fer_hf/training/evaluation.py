@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "confusion_matrix.png"
 TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
-# Ten-crop TTA: crops of this fraction of the input side (40 px of a 48 px face, as the FER2013
-# literature's random 40 px training crops).
+# Ten-crop TTA: crops of this fraction of the input side (40 px of a 48 px face, the size of the
+# FER2013 literature's crops).
 TENCROP_FRACTION = 5 / 6
 
 
@@ -93,13 +93,14 @@ def load_eval_split(data: str | Path, split: str, label_names: list[str]):
     return dataset, {"kind": "class-folders", "split": name, "skipped": skipped}
 
 
-def tta_views(pixel_values: torch.Tensor, tta: str, fixed_size: bool) -> list[torch.Tensor]:
+def tta_views(pixel_values: torch.Tensor, tta: str) -> list[torch.Tensor]:
     """The views of a preprocessed batch that `tta` averages over.
 
     "none": the batch. "flip": the batch and its mirror. "tencrop": the four corner crops and the
-    centre crop of `TENCROP_FRACTION` of the side (40 px of 48) and their mirrors, fed at their
-    own size (a CNN with global pooling sees faces at the scale it was trained on) or, for a
-    model that takes one input size only (`fixed_size`, a ViT), resized back to it.
+    centre crop of `TENCROP_FRACTION` of the side (40 px of 48) and their mirrors, each resized
+    back to the input size (bilinear): a 1.2x zoom, within what the random resized crops of
+    training show. (Fed at their own size instead, the crops cost the factorized release 8
+    points of accuracy: it never saw faces cropped without being rescaled.)
     """
     if tta == "none":
         return [pixel_values]
@@ -111,12 +112,12 @@ def tta_views(pixel_values: torch.Tensor, tta: str, fixed_size: bool) -> list[to
     corners = [(0, 0), (0, width - crop_w), (height - crop_h, 0), (height - crop_h, width - crop_w)]
     views = []
     for y, x in [*corners, (top, left)]:
-        crop = pixel_values[..., y : y + crop_h, x : x + crop_w]
-        if fixed_size:
-            crop = torch.nn.functional.interpolate(
-                crop, size=(height, width), mode="bilinear", align_corners=False
-            )
-        crop = crop.contiguous()
+        crop = torch.nn.functional.interpolate(
+            pixel_values[..., y : y + crop_h, x : x + crop_w],
+            size=(height, width),
+            mode="bilinear",
+            align_corners=False,
+        )
         views += [crop, crop.flip(-1)]
     return views
 
@@ -135,8 +136,7 @@ def predict(model, processor, dataset, batch_size: int = 64, tta: str = "none", 
     probabilities, affect, labels, valence, arousal = [], [], [], [], []
     with torch.inference_mode():
         for batch in tqdm(loader, desc="Evaluating", unit="batch"):
-            fixed_size = model.config.backbone_config.model_type == "vit"
-            views = tta_views(batch["pixel_values"].to(device), tta, fixed_size)
+            views = tta_views(batch["pixel_values"].to(device), tta)
             outputs = [model(pixel_values=view) for view in views]
             probabilities.append(
                 torch.stack([o.logits.float().softmax(-1) for o in outputs]).mean(0).cpu()

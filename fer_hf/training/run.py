@@ -141,6 +141,14 @@ def machine_info(training_args) -> dict:
     return info
 
 
+def _teacher_precision(teacher, training_args):
+    """A distillation teacher runs forward-only under the precision `auto` picks for its kind
+    (bf16 for a ResNet or ViT teacher where bf16 is native, whatever the student uses)."""
+    backbone = teacher.config.backbone_config.model_type
+    kind = next(k for k, v in BACKBONE_TYPES.items() if v == backbone)
+    return resolve_precision(kind, training_args.precision, "auto", training_args.device)
+
+
 def _resume_checkpoint(training_args) -> str | None:
     requested = training_args.resume_from_checkpoint
     output_dir = training_args.output_dir
@@ -217,6 +225,12 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
     teacher = teacher_processor = None
     if training_args.teacher_model:
         teacher, teacher_processor = _load_fer_model(training_args.teacher_model, data, "teacher")
+    teacher_bf16 = False
+    if teacher is not None:
+        chosen = _teacher_precision(teacher, training_args)
+        teacher_bf16 = chosen.bf16
+        if chosen.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
     checkpoint = _resume_checkpoint(training_args)
 
     set_seed(training_args.seed)
@@ -320,6 +334,7 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         augmenter=augmenter,
         eval_collator=eval_collator,
         channels_last=precision.channels_last,
+        teacher_bf16=teacher_bf16,
     )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)

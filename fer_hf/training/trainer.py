@@ -60,6 +60,7 @@ class FerTrainer(Trainer):
         augmenter=None,
         eval_collator=None,
         channels_last: bool = False,
+        teacher_bf16: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -67,6 +68,7 @@ class FerTrainer(Trainer):
         self.augmenter = augmenter
         self.eval_collator = eval_collator
         self.channels_last = channels_last
+        self.teacher_bf16 = teacher_bf16
         if self.args.imbalance == "sampler" and train_labels is None:
             raise ValueError("imbalance='sampler' needs `train_labels` (the train split's labels).")
         self.train_labels = train_labels
@@ -160,10 +162,14 @@ class FerTrainer(Trainer):
 
         teacher_logits = None
         if self.teacher is not None:
-            with torch.no_grad():
+            device = inputs["pixel_values"].device.type
+            with (
+                torch.no_grad(),
+                torch.autocast(device, dtype=torch.bfloat16, enabled=self.teacher_bf16),
+            ):
                 teacher_logits = self.teacher(
                     pixel_values=self._teacher_inputs(model, inputs)
-                ).logits
+                ).logits.float()
         outputs = model(pixel_values=inputs["pixel_values"])
         loss = self._task_loss(model, outputs, inputs, teacher_logits)
         if self.simulator is not None:
