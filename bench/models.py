@@ -1,4 +1,4 @@
-"""CPU benchmark of the three model kinds and the factorization ablation, at one input size.
+"""CPU benchmark of the three released model kinds and the factorization ablation, at one size.
 
     .venv/bin/python bench/models.py [--image-size 48] [--threads N] [--rounds 15]
 
@@ -23,11 +23,25 @@ from tqdm import tqdm
 
 from fer_hf.models import build_model
 
-# name -> (kind, backbone overrides); "factorized" is the default config (depthwise).
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+
+
+def config_overrides(name: str) -> dict:
+    """The `model_overrides` of configs/<name>.yaml: the released models are built like this."""
+    from fer_hf.training.arguments import parse_args
+
+    model_args, _, _ = parse_args([os.path.join(CONFIGS, f"{name}.yaml")])
+    return dict(model_args.model_overrides or {})
+
+
+# name -> (kind, overrides). The first three are built as the FER2013 release configs build them;
+# "factorized_default" is the backbone's default config (depthwise), and the factorization
+# ablation varies it.
 MODELS = {
-    "baseline": ("baseline", {}),
-    "vit": ("vit", {}),
-    "factorized": ("factorized", {}),
+    "baseline": ("baseline", config_overrides("baseline_fer2013_cpu")),
+    "vit": ("vit", config_overrides("vit_fer2013_cpu")),
+    "factorized": ("factorized", config_overrides("factorized_fer2013_distilled")),
+    "factorized_default": ("factorized", {}),
     "factorized_none": ("factorized", {"factorization": "none"}),
     "factorized_spatial": ("factorized", {"factorization": "spatial"}),
     "factorized_both": ("factorized", {"factorization": "both"}),

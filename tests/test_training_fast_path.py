@@ -335,3 +335,47 @@ def test_ensemble_of_other_label_schemas_is_refused(prepared, tmp_path):
     processor.save_pretrained(tmp_path / "b8")
     with pytest.raises(ValueError, match="one label schema"):
         evaluate_model([a, tmp_path / "b8"], prepared, tmp_path / "o", split="validation")
+
+
+def test_throughput_bench_prints_the_compare_document():
+    """`bench/train_throughput.py --compare` (its interface; 1 step, factorized only)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    process = subprocess.run(
+        [
+            sys.executable,
+            str(repo / "bench" / "train_throughput.py"),
+            "--compare",
+            "--kinds",
+            "factorized",
+            "--threads",
+            "1",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--rounds",
+            "1",
+            "--batch-size",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert process.returncode == 0, process.stderr[-2000:]
+    document = json.loads(process.stdout)
+    result = document["kinds"]["factorized"]
+    assert result["reference"]["images_per_s"] > 0 and result["fast"]["images_per_s"] > 0
+    assert result["fast"]["dtype"] == "float32"  # bf16 is slower for this kind
+    assert result["fast"]["memory_format"] == "channels_last"
+    assert result["speedup"] == pytest.approx(
+        result["fast"]["images_per_s"] / result["reference"]["images_per_s"], abs=0.01
+    )
+    assert result["pipeline_to_model"] > 0
+    assert {"cpu", "native_bf16", "amx_bf16"} <= set(document["machine"])
