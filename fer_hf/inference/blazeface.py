@@ -11,13 +11,13 @@ Must not import torch, transformers, fer_hf.data, training, hub or cli.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from importlib import resources
 
 import cv2
 import numpy as np
 
+from .alignment import eye_roll
 from .detection import Box
 from .runtime import onnx_session
 
@@ -26,7 +26,8 @@ BLAZEFACE_MODELS = {
     "short": ("blazeface_short_range.onnx", (128,), (8, 16, 16, 16), 16),
     "full": ("blazeface_full_range.onnx", (192, 384), (4,), 32),
 }
-# Keypoint order of the model's output (the person's right eye is on the image's left).
+# Keypoint order of the model's output, named for the person: the first eye is on the image's
+# left (MediaPipe names it LEFT_EYE, as seen in a mirrored selfie view).
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear_tragion", "left_ear_tragion")
 _RAW_SCORE_LIMIT = 80.0  # MediaPipe clips logits at 100; 80 keeps float32 sigmoid finite
 # Box side / (eyes' midpoint to mouth) of upright faces: 2.34-2.39 on the astronaut, Grace
@@ -58,8 +59,7 @@ class Face:
     @property
     def roll_degrees(self) -> float:
         """In-plane rotation of the head: angle of the eye line (positive: clockwise on screen)."""
-        (rx, ry), (lx, ly) = self.eyes
-        return math.degrees(math.atan2(ly - ry, lx - rx))
+        return eye_roll(*self.eyes)
 
     @property
     def upright_box(self) -> tuple[float, float, float, float]:
@@ -173,11 +173,11 @@ class BlazeFaceDetector:
             (default: (192, 384) for "full", (128,) for "short"). Images are never upscaled
             beyond 2x.
         min_score (`float | None`): keep detections scoring above this (default 0.5, MediaPipe's).
-        fallback (`bool`, defaults to True): the short-range pass (scores above 0.7 only) when
-            nothing else is found (with model "full").
         iou_threshold (`float`, defaults to 0.3): weighted NMS merges boxes overlapping more.
         num_threads (`int | None`, defaults to None): ONNX Runtime intra-op threads; None lets
             ONNX Runtime use every core.
+        fallback (`bool`, defaults to True): the short-range pass (scores above 0.7 only) when
+            nothing else is found (with model "full").
     """
 
     def __init__(
