@@ -125,7 +125,9 @@ def compose(rng, faces, backgrounds, sizes, rolls, positions=None):
             else:
                 centre = (rng.uniform(side * 0.6, WIDTH - side * 0.6),
                           rng.uniform(side * 0.6, HEIGHT - side * 0.6))  # fmt: skip
-            if all(math.dist(centre, c) > (side + s) * 0.75 for c, s in placed):
+            # Free placement keeps heads apart; a group's rows may touch but boxes never overlap.
+            spacing = 0.75 if positions is None else 0.5
+            if all(math.dist(centre, c) > (side + s) * spacing for c, s in placed):
                 break
         else:
             continue
