@@ -259,7 +259,7 @@ def test_video_settings_share_the_loaded_model(detector):
     video = detector.as_video()
     assert video._session is detector._session and video.input_sides == (192,)
     assert detector.with_input_sides((256, 512)).input_sides == (256, 512)
-    assert detector.input_sides == (192, 384)  # the original is unchanged
+    assert detector.input_sides == (192, 416)  # the original is unchanged
     with pytest.raises(ValueError, match="input_sides"):
         detector.with_input_sides((8,))
     predictor = FerPredictor.from_pretrained("checkpoints/fer2013-factorized", backend="onnx")

@@ -23,8 +23,12 @@ skimage_data = pytest.importorskip("skimage.data")
     "settings",
     [
         {"size": 48, "do_grayscale": True, "num_channels": 1},  # the FER2013 releases
-        {"size": {"height": 64, "width": 56}, "num_channels": 3, "image_mean": [0.485, 0.456, 0.406],
-         "image_std": [0.229, 0.224, 0.225]},  # fmt: skip
+        {
+            "size": {"height": 64, "width": 56},
+            "num_channels": 3,
+            "image_mean": [0.485, 0.456, 0.406],
+            "image_std": [0.229, 0.224, 0.225],
+        },  # fmt: skip
         {"size": 40, "do_grayscale": True, "num_channels": 3, "resample": 3},
         {"size": 32, "do_normalize": False, "do_rescale": False},
     ],
@@ -63,7 +67,8 @@ def test_predict_onnx_imports_no_torch(tmp_path):
     script = (
         "import sys\n"
         "from fer_hf.cli import main\n"
-        f"code = main(['predict', {str(photo)!r}, '--backend', 'onnx', '--model', {str(RELEASE)!r}])\n"
+        f"args = ['predict', {str(photo)!r}, '--backend', 'onnx', '--model', {str(RELEASE)!r}]\n"
+        "code = main(args)\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'optimum') if m in sys.modules)\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
         "sys.exit(code)\n"

@@ -39,7 +39,7 @@ def tiny_model(tmp_path_factory):
 
 def test_blazeface_is_the_default_and_shared(fer_space, tiny_model, tmp_path):
     zoo = fer_space.ModelZoo({"tiny": str(tiny_model)}, tmp_path)
-    assert isinstance(zoo.detector, BlazeFaceDetector) and zoo.detector.input_sides == (192, 384)
+    assert isinstance(zoo.detector, BlazeFaceDetector) and zoo.detector.input_sides == (192, 416)
     assert isinstance(zoo.video_detector, BlazeFaceDetector)
     assert zoo.video_detector.input_sides == (192,)
     assert zoo.video_detector._session is zoo.detector._session  # one model in memory

@@ -21,10 +21,10 @@ from .alignment import eye_roll
 from .detection import Box
 from .runtime import onnx_session
 
-# name -> (file, default pass sides, SSD anchor strides, input sides must be multiples of this)
+# name -> (file, default pass sides, SSD anchor strides, inputs are padded to multiples of this)
 BLAZEFACE_MODELS = {
     "short": ("blazeface_short_range.onnx", (128,), (8, 16, 16, 16), 16),
-    "full": ("blazeface_full_range.onnx", (192, 384), (4,), 32),
+    "full": ("blazeface_full_range.onnx", (192, 416), (4,), 32),
 }
 # Keypoint order of the model's output, named for the person: the first eye is on the image's
 # left (MediaPipe names it LEFT_EYE, as seen in a mirrored selfie view).
@@ -158,7 +158,7 @@ class BlazeFaceDetector:
     The network is fully convolutional, so instead of squeezing every photo into its 128/192 px
     training square, each pass scales the image so its longer side is one of `input_sides` (the
     other side keeps the aspect ratio, padded to the model's stride multiple): a 640x480 photo at
-    192 px finds faces from about 1/5 of the frame up; the pass at 384 px finds the 30-60 px
+    192 px finds faces from about 1/5 of the frame up; the pass at 416 px finds the 30-60 px
     faces of group photos. Results of all passes are merged by weighted NMS. A face that fills
     the frame (a face crop, a close-up selfie) is beyond the full-range model's range: when the
     passes find nothing, the short-range model (trained on faces near the camera) has one 128 px
@@ -170,7 +170,7 @@ class BlazeFaceDetector:
             faces up to 5 m away) or "short" (short-range, 128 px, for faces filling a good part
             of a selfie/webcam frame; cheaper).
         input_sides (`tuple[int, ...] | None`): longer side of the image in each pass, in pixels
-            (default: (192, 384) for "full", (128,) for "short"). Images are never upscaled
+            (default: (192, 416) for "full", (128,) for "short"). Images are never upscaled
             beyond 2x.
         min_score (`float | None`): keep detections scoring above this (default 0.5, MediaPipe's).
         iou_threshold (`float`, defaults to 0.3): weighted NMS merges boxes overlapping more.

@@ -19,10 +19,14 @@ FER_PROCESSOR_TYPE = "FerImageProcessor"
 PROCESSOR_FILE_NAME = "preprocessor_config.json"
 
 
-def onnx_session(model: str | Path | bytes, num_threads: int | None = None):
+def onnx_session(model: str | Path | bytes, num_threads: int | None = None, spinning: bool = False):
     """A CPU `onnxruntime.InferenceSession` (full graph optimisation, `num_threads` intra-op).
 
-    Sessions are thread-safe: one serves concurrent `run` calls.
+    Sessions are thread-safe: one serves concurrent `run` calls. `spinning=False` lets ONNX
+    Runtime's idle worker threads sleep instead of busy-waiting: on a CPU shared with other
+    work (a Space's parallel requests, a training run) busy-waiting threads take cores from it;
+    BlazeFace at 2 threads beside two training processes took 72 ms per 640x480 image spinning,
+    24 ms not (a bench/detection.py scene, 2-core Xeon).
     """
     import onnxruntime as ort
 
@@ -31,6 +35,7 @@ def onnx_session(model: str | Path | bytes, num_threads: int | None = None):
     options.inter_op_num_threads = 1
     if num_threads is not None:
         options.intra_op_num_threads = num_threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
