@@ -23,9 +23,11 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 .PHONY: install test test-slow lint prepare demo
 install: $(BIN)/.installed
 
-# Offline suite, headless-Chromium tests of the demo included (they need Debian's chromium at
-# /usr/bin/chromium: `apt-get install chromium`; .ci/run installs it when missing).
+# Offline suite, headless-Chromium tests of the demo included: they need Debian's chromium at
+# /usr/bin/chromium, which .ci/ensure-chromium installs when missing (as root; otherwise it says
+# in one line what to run).
 test: $(BIN)/.installed
+	.ci/ensure-chromium
 	$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 # Tests on the real FER2013 folder (../shared/data/fer2013, or FER_HF_FER2013); see README "Tests".
