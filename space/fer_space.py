@@ -188,8 +188,10 @@ class ModelZoo:
             backend=backend,
             detector=self.detector,
             max_pixels=MAX_PIXELS,
-            # ONNX Runtime: one thread per request, the requests run in parallel (workers).
-            num_threads=None if backend == "torch" else 1,
+            # One thread per request (ONNX Runtime sessions; torch process-wide): the requests
+            # run in parallel (workers). torch at 2 threads on a busy 2-core CPU took 360 ms
+            # per face instead of 2.4 (bench/results/inference_e2e.json).
+            num_threads=1,
         )
 
     def _local_folder(self, name: str) -> Path:
