@@ -28,7 +28,7 @@ skimage_data = pytest.importorskip("skimage.data")
             "num_channels": 3,
             "image_mean": [0.485, 0.456, 0.406],
             "image_std": [0.229, 0.224, 0.225],
-        },  # fmt: skip
+        },
         {"size": 40, "do_grayscale": True, "num_channels": 3, "resample": 3},
         {"size": 32, "do_normalize": False, "do_rescale": False},
     ],
