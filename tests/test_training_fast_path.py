@@ -379,3 +379,66 @@ def test_throughput_bench_prints_the_compare_document():
     )
     assert result["pipeline_to_model"] > 0
     assert {"cpu", "native_bf16", "amx_bf16"} <= set(document["machine"])
+
+
+# --- FER-sized stems ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, overrides",
+    [
+        ("baseline", {"stem": "small", "num_channels": 1, "grayscale": True}),
+        ("vit", {"stem": "small", "pooling": "mean", "patch_size": 8}),
+    ],
+    ids=["resnet-small-stem", "vit-conv-tokeniser"],
+)
+def test_small_stems_round_trip(kind, overrides, tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    from fer_hf.models import register
+    from fer_hf.models.modeling_fer import ConvTokenizer
+
+    torch.manual_seed(0)
+    model, processor = build_model(kind, image_size=48, **overrides)
+    model.eval()
+    if kind == "baseline":
+        conv = model.backbone.embedder.embedder.convolution
+        assert conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+        hidden = model(torch.randn(1, 1, 48, 48), output_hidden_states=True).hidden_states
+        assert hidden[0].shape[-1] == 24  # first stage at 24x24 (12x12 with the ImageNet stem)
+    else:
+        assert isinstance(model.backbone.embeddings.patch_embeddings.projection, ConvTokenizer)
+        hidden = model(torch.randn(1, 3, 48, 48), output_hidden_states=True).hidden_states
+        assert hidden[-1].shape[1] == 1 + 36  # [CLS] + 6x6 tokens of 8 px
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    register()
+    loaded = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
+    x = torch.randn(2, model.config.num_channels, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).logits, model(x).logits)
+
+
+def test_mean_pooling_is_the_mean_of_the_patch_tokens():
+    torch.manual_seed(0)
+    model, _ = build_model("vit", image_size=48, pooling="mean", patch_size=8)
+    model.eval()
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        tokens = model.backbone(x).last_hidden_state
+        expected = model.classifier(tokens[:, 1:].mean(dim=1))
+        torch.testing.assert_close(model(x).logits, expected)
+
+
+@pytest.mark.parametrize(
+    "kind, overrides, message",
+    [
+        ("factorized", {"stem": "small"}, "factorized backbone sizes its own stem"),
+        ("baseline", {"pooling": "mean"}, "applies to ViT backbones"),
+        ("vit", {"stem": "small"}, "power-of-two `patch_size`"),  # vit-tiny at 48 px: patch 6
+        ("baseline", {"stem": "tiny"}, "Unknown `stem`"),
+    ],
+)
+def test_stem_and_pooling_errors(kind, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(kind, image_size=48, **overrides)
