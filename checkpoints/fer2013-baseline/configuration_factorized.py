@@ -55,6 +55,11 @@ class FactorizedConfig(PretrainedConfig):
             Epsilon of the batch normalisation layers.
         batch_norm_momentum (`float`, *optional*, defaults to 0.1):
             Momentum of the batch normalisation running statistics.
+        clip_activations (`bool`, *optional*, defaults to `False`):
+            Bound the output of every normalised convolution to `[low, high]`
+            (buffers saved with the weights; infinite until set from data, e.g. by
+            `train.py --qat_clip_percentile`). A ReLU becomes a clip to `[0, high]`. Bounded
+            activations give an int8 export finer grids; False keeps the plain network.
     """
 
     model_type = "fer_factorized"
@@ -75,6 +80,7 @@ class FactorizedConfig(PretrainedConfig):
         hidden_act: str = "relu",
         batch_norm_eps: float = 1e-5,
         batch_norm_momentum: float = 0.1,
+        clip_activations: bool = False,
         **kwargs,
     ):
         if num_channels not in (1, 3):
@@ -115,6 +121,7 @@ class FactorizedConfig(PretrainedConfig):
         self.hidden_act = hidden_act
         self.batch_norm_eps = batch_norm_eps
         self.batch_norm_momentum = batch_norm_momentum
+        self.clip_activations = bool(clip_activations)
         super().__init__(**kwargs)
         if image_size < self.min_image_size:
             raise ValueError(
