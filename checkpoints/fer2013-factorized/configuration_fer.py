@@ -10,6 +10,8 @@ from .configuration_factorized import FactorizedConfig
 # Backbone model types the task model knows how to pool; see `FerForExpressionRecognition`.
 SUPPORTED_BACKBONES = ("resnet", "vit", "fer_factorized")
 VA_LOSSES = ("l1", "ccc")
+STEMS = ("default", "small")
+POOLINGS = ("default", "mean")
 
 
 def backbone_config_from_dict(config_dict: dict) -> PretrainedConfig:
@@ -26,13 +28,15 @@ def backbone_config_from_dict(config_dict: dict) -> PretrainedConfig:
     return CONFIG_MAPPING[model_type](**config_dict)
 
 
-def min_image_size(backbone_config: PretrainedConfig) -> int:
+def min_image_size(backbone_config: PretrainedConfig, stem: str = "default") -> int:
     """Smallest input side for which the backbone's last stage sees at least one real pixel."""
     if backbone_config.model_type == "vit":
         return backbone_config.patch_size
     if backbone_config.model_type == "resnet":
         strided = len(backbone_config.depths) - 1 + int(backbone_config.downsample_in_first_stage)
-        return 4 * 2**strided  # the embedder's stride-2 conv + stride-2 max pool, then the stages
+        # The embedder's stride-2 conv (stride 1 in the small stem) + stride-2 max pool, then the
+        # stages.
+        return (2 if stem == "small" else 4) * 2**strided
     return backbone_config.min_image_size
 
 
@@ -66,6 +70,18 @@ class FerConfig(PretrainedConfig):
             Input channels (1 or 3); always equal to the backbone's `num_channels`.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of the heads.
+        stem (`str`, *optional*, defaults to `"default"`):
+            The backbone's input layer. `"default"` keeps transformers' own. `"small"` sizes it for
+            48-112 px faces: a ResNet's 7x7 stride-2 convolution becomes a 3x3 stride-1 one (the
+            max-pool stays), so a 48 px face reaches the first stage at 24x24 instead of 12x12;
+            a ViT's patch projection becomes a convolutional tokeniser (3x3 convolutions with
+            batch norm, one at stride 1 and then stride 2 until a final 2x2 stride-2 projection,
+            `patch_size` in total; Xiao et al. 2021), which lets a transformer train from scratch
+            on small data. The factorized backbone has its own stem and takes `"default"` only.
+        pooling (`str`, *optional*, defaults to `"default"`):
+            How a ViT's tokens become one feature vector: `"default"` its [CLS] token (as
+            `ViTForImageClassification`), `"mean"` the mean of the patch tokens (better from
+            scratch on small data). CNN backbones are always globally average pooled.
         kwargs:
             Forwarded to [`PretrainedConfig`] (e.g. `id2label`, `label2id`).
     """
@@ -86,6 +102,8 @@ class FerConfig(PretrainedConfig):
         image_size: int | None = None,
         num_channels: int | None = None,
         initializer_range: float = 0.02,
+        stem: str = "default",
+        pooling: str = "default",
         **kwargs,
     ):
         if backbone_config is None:
@@ -121,9 +139,30 @@ class FerConfig(PretrainedConfig):
                 f"`image_size`={self.image_size!r} is not a multiple of the ViT's patch size "
                 f"{backbone_config.patch_size}."
             )
-        if self.image_size < min_image_size(backbone_config):
+        if stem not in STEMS:
+            raise ValueError(f"Unknown `stem` {stem!r}; expected one of {STEMS}.")
+        if stem == "small" and backbone_config.model_type == "fer_factorized":
             raise ValueError(
-                f"`image_size` must be at least {min_image_size(backbone_config)} for this "
+                "`stem='small'` applies to ResNet and ViT backbones; the factorized backbone "
+                "sizes its own stem (use `stem='default'`)."
+            )
+        if stem == "small" and backbone_config.model_type == "vit":
+            patch = backbone_config.patch_size
+            if patch < 4 or patch & (patch - 1):
+                raise ValueError(
+                    f"The convolutional ViT stem needs a power-of-two `patch_size` >= 4, got "
+                    f"{patch}."
+                )
+        if pooling not in POOLINGS:
+            raise ValueError(f"Unknown `pooling` {pooling!r}; expected one of {POOLINGS}.")
+        if pooling == "mean" and backbone_config.model_type != "vit":
+            raise ValueError(
+                "`pooling='mean'` applies to ViT backbones; CNN backbones are always average "
+                "pooled (use `pooling='default'`)."
+            )
+        if self.image_size < min_image_size(backbone_config, stem):
+            raise ValueError(
+                f"`image_size` must be at least {min_image_size(backbone_config, stem)} for this "
                 f"{backbone_config.model_type} backbone, got {self.image_size!r}."
             )
         if va_loss not in VA_LOSSES:
@@ -139,6 +178,8 @@ class FerConfig(PretrainedConfig):
         self.va_loss = va_loss
         self.va_loss_weight = va_loss_weight
         self.initializer_range = initializer_range
+        self.stem = stem
+        self.pooling = pooling
         super().__init__(**kwargs)
         if self.class_weights is not None and len(self.class_weights) != self.num_labels:
             raise ValueError(
@@ -153,4 +194,11 @@ class FerConfig(PretrainedConfig):
         return {"backbone_config": type(backbone)} if backbone is not None else {}
 
 
-__all__ = ["SUPPORTED_BACKBONES", "VA_LOSSES", "FerConfig", "backbone_config_from_dict"]
+__all__ = [
+    "POOLINGS",
+    "STEMS",
+    "SUPPORTED_BACKBONES",
+    "VA_LOSSES",
+    "FerConfig",
+    "backbone_config_from_dict",
+]

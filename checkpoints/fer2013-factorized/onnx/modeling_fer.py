@@ -65,6 +65,49 @@ def masked_ccc_loss(prediction: torch.Tensor, target: torch.Tensor, eps: float =
     return per_column.sum() / valid.sum().clamp(min=1)
 
 
+def _conv_bn_relu(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ConvTokenizer(nn.Sequential):
+    """A ViT's patch projection as a small CNN (Xiao et al. 2021, "Early convolutions help
+    transformers see better"): 3x3 conv + BN + ReLU at stride 1, then at stride 2 while the
+    total stride stays below `patch_size`, then a 2x2 stride-2 projection to `hidden_size`.
+    Widths double from `hidden_size // 8` (at least 16). Total stride `patch_size` (a power of
+    two >= 4), so it replaces `ViTPatchEmbeddings.projection` one for one."""
+
+    def __init__(self, num_channels: int, hidden_size: int, patch_size: int):
+        width = max(16, hidden_size // 8)
+        layers, stride, channels = [_conv_bn_relu(num_channels, width, 1)], 2, width
+        while stride < patch_size:
+            layers.append(_conv_bn_relu(channels, 2 * channels, 2))
+            channels, stride = 2 * channels, 2 * stride
+        layers.append(nn.Conv2d(channels, hidden_size, 2, stride=2))
+        super().__init__(*layers)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The projection's weight: `ViTModel.forward` reads `projection.weight.dtype`."""
+        return self[-1].weight
+
+
+def _small_resnet_stem(backbone, config) -> None:
+    """Swap a ResNetModel's 7x7 stride-2 stem convolution for a 3x3 stride-1 one of the same
+    width (conv + BN + activation, as transformers' `ResNetConvLayer`)."""
+    layer = type(backbone.embedder.embedder)
+    backbone.embedder.embedder = layer(
+        config.num_channels,
+        config.embedding_size,
+        kernel_size=3,
+        stride=1,
+        activation=config.hidden_act,
+    )
+
+
 def _num_features(backbone_config) -> int:
     if backbone_config.model_type == "resnet":
         return backbone_config.hidden_sizes[-1]
@@ -91,7 +134,9 @@ class FerForExpressionRecognition(FerPreTrainedModel):
     """Backbone -> pooled features -> dropout -> expression logits (+ tanh valence/arousal).
 
     Pooling: ResNet and factorized backbones are globally average pooled; a ViT gives its
-    (layer-normed) [CLS] token, as `ViTForImageClassification` does.
+    (layer-normed) [CLS] token, as `ViTForImageClassification` does, or with `pooling="mean"`
+    the mean of its patch tokens. `stem="small"` resizes the backbone's input layer for small
+    faces (see `FerConfig`).
     """
 
     # Saved folders always carry `auto_map` and this code, whichever process saves them.
@@ -107,6 +152,14 @@ class FerForExpressionRecognition(FerPreTrainedModel):
             self.backbone = AutoModel.from_config(backbone_config, add_pooling_layer=False)
         else:
             self.backbone = AutoModel.from_config(backbone_config)
+        if config.stem == "small" and backbone_config.model_type == "resnet":
+            _small_resnet_stem(self.backbone, backbone_config)
+        elif config.stem == "small" and backbone_config.model_type == "vit":
+            self.backbone.embeddings.patch_embeddings.projection = ConvTokenizer(
+                backbone_config.num_channels,
+                backbone_config.hidden_size,
+                backbone_config.patch_size,
+            )
         num_features = _num_features(backbone_config)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(num_features, config.num_labels)
@@ -168,10 +221,11 @@ class FerForExpressionRecognition(FerPreTrainedModel):
                     f"`pixel_values` are {height}x{width} but this ViT takes {size}x{size} only; "
                     "resize with the model's FerImageProcessor."
                 )
-        elif min(height, width) < min_image_size(self.config.backbone_config):
+        elif min(height, width) < min_image_size(self.config.backbone_config, self.config.stem):
             raise ValueError(
                 f"`pixel_values` are {height}x{width}; this model needs at least "
-                f"{min_image_size(self.config.backbone_config)} px per side (built for {size})."
+                f"{min_image_size(self.config.backbone_config, self.config.stem)} px per side "
+                f"(built for {size})."
             )
 
     def forward(
@@ -204,7 +258,9 @@ class FerForExpressionRecognition(FerPreTrainedModel):
             else self.config.output_hidden_states
         )
         outputs = self.backbone(pixel_values, output_hidden_states=output_hidden_states)
-        if self.config.backbone_config.model_type == "vit":
+        if self.config.backbone_config.model_type == "vit" and self.config.pooling == "mean":
+            features = outputs.last_hidden_state[:, 1:].mean(dim=1)  # (B, hidden_size)
+        elif self.config.backbone_config.model_type == "vit":
             features = outputs.last_hidden_state[:, 0]  # (B, hidden_size): the [CLS] token
         else:
             features = outputs.pooler_output.flatten(1)  # (B, C, 1, 1) -> (B, C)
@@ -249,6 +305,7 @@ class FerForExpressionRecognition(FerPreTrainedModel):
 
 
 __all__ = [
+    "ConvTokenizer",
     "FerExpressionOutput",
     "FerForExpressionRecognition",
     "FerPreTrainedModel",
