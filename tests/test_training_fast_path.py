@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_training import prepared_dataset
+from test_training_transforms import IDENTITY
 
 from fer_hf.data import load_prepared
 from fer_hf.data.decoded import decoded_images
@@ -22,16 +23,8 @@ from fer_hf.training.evaluation import evaluate_model, tta_views
 from fer_hf.training.precision import resolve_precision
 from fer_hf.training.transforms import Augmentation, FerTransform
 
-# No randomness except the one under test.
-STILL = Augmentation(
-    crop_scale=(1.0, 1.0),
-    crop_ratio=(1.0, 1.0),
-    hflip_prob=0.0,
-    rotation_degrees=0.0,
-    brightness=0.0,
-    contrast=0.0,
-    erasing_prob=0.0,
-)
+# No randomness except the one under test (the per-sample transform's tests use the same).
+STILL = IDENTITY
 
 
 @pytest.fixture(scope="module")
