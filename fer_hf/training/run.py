@@ -25,7 +25,7 @@ from ..models import BACKBONE_TYPES, build_model, from_pretrained_backbone, regi
 from .augment import BatchAugmenter
 from .batches import UInt8Collator, cache_dir_for, decoded_split
 from .data import TrainingData, has_valence_arousal, load_training_data
-from .precision import cpu_capability, native_bf16, resolve_precision
+from .precision import cpu_capability, cpu_summary, native_bf16, resolve_precision
 from .trainer import FerTrainer, describe_loss, write_json
 from .transforms import Augmentation, FerTransform, collate
 
@@ -118,12 +118,7 @@ def build_model_for(model_args, data: TrainingData, valence_arousal: bool):
 
 def machine_info(training_args) -> dict:
     """Where the run happened: hardware, world size and library versions."""
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_summary()["cpu"]
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),

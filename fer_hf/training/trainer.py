@@ -16,6 +16,7 @@ from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
 from ..models.modeling_fer import masked_ccc_loss, masked_l1_loss
+from .augment import normalize_uint8
 from .losses import ClassBalancedSampler, distillation_loss, focal_loss, symmetric_kl
 from .transforms import convert_pixel_values
 
@@ -123,8 +124,6 @@ class FerTrainer(Trainer):
         into `pixel_values` there: augmented in training, the processor's arithmetic otherwise."""
         inputs = super()._prepare_inputs(inputs)
         if "images" in inputs:
-            from .augment import normalize_uint8
-
             images = inputs.pop("images")
             if self.model.training and self.augmenter is not None:
                 inputs["pixel_values"] = self.augmenter(images)
