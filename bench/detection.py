@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -314,23 +312,19 @@ def detectors(threads: int) -> dict:
 
 
 def machine(threads: int) -> dict:
+    """Called after the timings: cpu_summary imports torch, which the detectors never use."""
     import onnxruntime
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.partition(":")[2].strip()
-                break
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "threads": threads,
-        "onnxruntime": onnxruntime.__version__,
-        "opencv": cv2.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }
+    from fer_hf.artifacts import machine_info
+    from fer_hf.training.precision import cpu_summary
+
+    return machine_info(
+        cpu_summary(),
+        threads=threads,
+        onnxruntime=onnxruntime.__version__,
+        opencv=cv2.__version__,
+        date=time.strftime("%Y-%m-%d %H:%M"),
+    )
 
 
 def main() -> None:

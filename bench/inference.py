@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from fer_hf.artifacts import ONNX_FILE_NAME, QUANTIZED_FILE_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 FER2013 = REPO.parent / "shared" / "data" / "fer2013"
@@ -37,26 +37,17 @@ E2E_DETECTORS = ("blazeface-video", "haar-video")
 def machine() -> dict:
     import cv2
     import onnxruntime
-    import torch
 
-    info = {}
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())  # the first core's entry
-    cpu = info.get("model name") or platform.processor() or platform.machine()
-    flags = set(info.get("flags", "").split())
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_int8") if f in flags]
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "isa": isa,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "opencv": cv2.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    from fer_hf.artifacts import machine_info
+    from fer_hf.training.precision import cpu_flags, cpu_summary
+
+    flags = cpu_flags()
+    return machine_info(
+        cpu_summary(),
+        isa=[f for f in ("avx2", "avx512f", "avx512_vnni", "amx_int8") if f in flags],
+        onnxruntime=onnxruntime.__version__,
+        opencv=cv2.__version__,
+    )
 
 
 def build(kind: str, workdir: Path, calibration: Path | None, folder: Path | None = None) -> dict:
@@ -84,13 +75,13 @@ def build(kind: str, workdir: Path, calibration: Path | None, folder: Path | Non
     )
     dynamic_dir = workdir / f"{kind}-dynamic"
     dynamic_dir.mkdir()
-    quantize(onnx_dir / "model.onnx", "dynamic", config, output_dir=dynamic_dir)
+    quantize(onnx_dir / ONNX_FILE_NAME, "dynamic", config, output_dir=dynamic_dir)
     return {
         "folder": folder,
         "files": {
-            "onnx-fp32": onnx_dir / "model.onnx",
-            "onnx-int8-static": onnx_dir / "model_quantized.onnx",
-            "onnx-int8-dynamic": dynamic_dir / "model_quantized.onnx",
+            "onnx-fp32": onnx_dir / ONNX_FILE_NAME,
+            "onnx-int8-static": onnx_dir / QUANTIZED_FILE_NAME,
+            "onnx-int8-dynamic": dynamic_dir / QUANTIZED_FILE_NAME,
         },
         "onnx_dir": onnx_dir,
         "input_shape": (config.num_channels, config.image_size, config.image_size),
@@ -115,14 +106,14 @@ def _noise_folder(workdir: Path, side: int) -> Path:
 
 def time_backends(kind: str, built: dict, threads: int, min_time: float, big_calls: int) -> list:
     import torch
-    from transformers import AutoModelForImageClassification
 
     from fer_hf.export.speed import onnx_session, time_calls
+    from fer_hf.models import load_model_folder
 
     rng = np.random.default_rng(0)
     inputs = {b: rng.standard_normal((b, *built["input_shape"]), dtype=np.float32) for b in (1, 64)}
     torch.set_num_threads(threads)
-    model = AutoModelForImageClassification.from_pretrained(built["folder"]).eval()
+    model, _ = load_model_folder(built["folder"])
     params = sum(p.numel() for p in model.parameters())
 
     def run_torch(x):

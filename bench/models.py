@@ -21,7 +21,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from fer_hf.artifacts import machine_info
 from fer_hf.models import build_model
+from fer_hf.training.precision import cpu_summary
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 
@@ -121,11 +123,9 @@ def main() -> None:
             {
                 "image_size": size,
                 "threads": torch.get_num_threads(),
-                "machine": {
-                    "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(),
-                    "torch": torch.__version__,
-                },
+                "machine": machine_info(
+                    cpu_summary(), processor=platform.processor() or platform.machine()
+                ),
                 "rounds": args.rounds,
                 "models": results,
                 "factorized_vs_baseline": {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from fer_hf.artifacts import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 AFFECTNET_IMAGES = 420_000
@@ -234,13 +235,7 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.sizes) < 10:
         parser.error(f"--sizes must be >= 10 images each, got {args.sizes}")
-    result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        }
-    }
+    result = {"machine": machine_info(cpus=os.cpu_count())}
     with tempfile.TemporaryDirectory(prefix="fer_hf-bench-") as tmp:
         work = Path(tmp)
         if not args.skip_affectnet:

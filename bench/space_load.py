@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -69,13 +68,12 @@ def start_app(models: str, workdir: Path, concurrency: int) -> tuple[subprocess.
     sys.exit(f"space/app.py did not start (exit status {proc.poll()}):\n{tail}")
 
 
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
+def machine() -> dict:
+    """Called after the load test: cpu_summary imports torch, which the client never needs."""
+    from fer_hf.artifacts import machine_info
+    from fer_hf.training.precision import cpu_summary
+
+    return machine_info(cpu_summary())
 
 
 def run_client(url, photo, backend, requests, latencies, errors, progress=None) -> None:
@@ -193,12 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         },
         "wall_s": wall,
-        "machine": {
-            "cpu": cpu_name(),
-            "logical_cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d"),
-        },
+        "machine": machine(),
     }
     text = json.dumps(report, indent=2)
     print(text)

@@ -578,7 +578,7 @@ def _add_release(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_release(args: argparse.Namespace) -> int:
-    from fer_hf.hub.build_release import build_release, format_release_report
+    from fer_hf.release import build_release, format_release_report
 
     report = build_release(
         args.run_dir, args.output, args.data, split=args.split, tta=args.tta, onnx=args.onnx,

@@ -1,21 +1,35 @@
 """Dependency direction (STYLE.md section 2), read from every module's imports with `ast`."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "fer_hf"
 
 # layer -> fer_hf layers it must never import
+LAYERS = {"artifacts", "labels", "data", "models", "metrics", "training", "export", "hub"}
+LAYERS |= {"inference", "release", "cli"}
 FORBIDDEN = {
-    "labels": {"data", "models", "metrics", "training", "export", "hub", "inference", "cli"},
-    "data": {"models", "training", "export", "hub", "inference", "cli"},
-    "models": {"data", "training", "export", "hub", "inference", "cli", "metrics"},
-    "metrics": {"training", "export", "hub", "inference", "cli"},
-    "export": {"data", "training", "hub", "cli"},
-    "training": {"export", "hub", "cli"},
-    "inference": {"training", "hub", "cli", "data"},
-    "hub": {"cli"},
+    # The ground floor: file names and JSON (artifacts), the label schema (labels).
+    "artifacts": LAYERS - {"artifacts"},
+    "labels": LAYERS - {"labels"},
+    "data": {"models", "training", "export", "hub", "inference", "release", "cli"},
+    "models": {"data", "training", "export", "hub", "inference", "release", "cli", "metrics"},
+    "metrics": {"training", "export", "hub", "inference", "release", "cli"},
+    "export": {"data", "training", "hub", "release", "cli"},
+    "training": {"export", "hub", "inference", "release", "cli"},
+    "inference": {"training", "hub", "data", "export", "release", "cli"},
+    # Cards and publishing only; the release workflow (evaluate, export, card) is fer_hf/release.py
+    "hub": {"data", "models", "metrics", "training", "export", "inference", "release", "cli"},
+    # The workflow above training, export and hub.
+    "release": {"cli"},
+}
+# Finer edges inside an allowed layer: (importing layer, imported layer) -> modules it may use.
+ONLY = {
+    # export times and checks ONNX files with the session inference owns.
+    ("export", "inference"): {"fer_hf.inference.runtime"},
 }
 
 
@@ -24,7 +38,8 @@ def _layer(path: Path) -> str:
     return rel.parts[0].removesuffix(".py")
 
 
-def _imported_layers(path: Path) -> set[str]:
+def _imported_modules(path: Path) -> set[str]:
+    """Every module name `path` imports (relative imports resolved to absolute names)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found = set()
     for node in ast.walk(tree):
@@ -40,12 +55,18 @@ def _imported_layers(path: Path) -> set[str]:
                 names = [node.module or ""]
         else:
             continue
-        for name in names:
-            parts = name.split(".")
-            if parts[0] in {"train", "space"}:
-                found.add(parts[0])
-            if parts[0] == "fer_hf" and len(parts) > 1 and parts[1]:
-                found.add(parts[1])
+        found.update(name.rstrip(".") for name in names)
+    return found
+
+
+def _imported_layers(path: Path) -> set[str]:
+    found = set()
+    for name in _imported_modules(path):
+        parts = name.split(".")
+        if parts[0] in {"train", "space"}:
+            found.add(parts[0])
+        if parts[0] == "fer_hf" and len(parts) > 1 and parts[1]:
+            found.add(parts[1])
     return found
 
 
@@ -60,6 +81,35 @@ def test_no_upward_imports():
         if bad:
             violations.append(f"{path.relative_to(ROOT)} ({layer}) imports {sorted(bad)}")
     assert not violations, "\n".join(violations)
+
+
+def test_finer_edges():
+    violations = []
+    for path in sorted(PKG.rglob("*.py")):
+        layer = _layer(path)
+        for name in _imported_modules(path):
+            parts = name.split(".")
+            if parts[0] != "fer_hf" or len(parts) < 2:
+                continue
+            allowed = ONLY.get((layer, parts[1]))
+            if allowed is not None and not any(
+                name == a or name.startswith(a + ".") for a in allowed
+            ):
+                violations.append(f"{path.relative_to(ROOT)} ({layer}) imports {name}")
+    assert not violations, "\n".join(violations)
+
+
+def test_hub_and_ground_floor_never_import_torch():
+    """fer_hf.hub (cards, publishing) and fer_hf.artifacts load without torch or transformers."""
+    code = (
+        "import sys; import fer_hf.artifacts, fer_hf.labels, fer_hf.hub; "
+        "bad = sorted({'torch', 'transformers', 'optimum'} & set(sys.modules)); "
+        "print(','.join(bad))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "", f"importing fer_hf.hub imported {done.stdout.strip()}"
 
 
 def test_model_code_is_self_contained():

@@ -19,16 +19,19 @@ import datasets
 import numpy as np
 
 from .. import __version__, labels
+from ..artifacts import (
+    DATASET_METADATA_FILE,
+    PREPARE_REPORT_FILE,
+    PREPARED_FORMAT,
+    PREPARED_VERSION,
+    write_json,
+)
 from . import affectnet, fer2013
 from .folders import scan_class_tree
 from .plots import plot_class_distribution, plot_valence_arousal
 from .records import Options, build_records, prepared_features, temporary_cache_dir
 from .splits import RESAMPLE_STRATEGIES, class_counts, resample_indices, stratified_split
 
-FORMAT = "fer-hf-prepared"
-VERSION = 1
-METADATA_FILE = "fer_hf_dataset.json"
-REPORT_FILE = "prepare_report.json"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 BUILD_DIR = ".fer_hf_build"
 
@@ -231,10 +234,11 @@ def _check_output(output: str | os.PathLike, data_dir: Path) -> Path:
         if not out.is_dir():
             raise ValueError(f"Output {output} exists and is a file; pass a folder path.")
         entries = {p.name for p in out.iterdir()} - {BUILD_DIR}
-        if entries and METADATA_FILE not in entries:
+        if entries and DATASET_METADATA_FILE not in entries:
             raise ValueError(
                 f"Output {output} is a non-empty folder that is not a fer-hf prepared dataset "
-                f"(no {METADATA_FILE}); refusing to overwrite it. Pass an empty or new folder."
+                f"(no {DATASET_METADATA_FILE}); refusing to overwrite it. Pass an empty or new "
+                "folder."
             )
     return out
 
@@ -301,10 +305,10 @@ def prepare(
         columns["label"], columns["valence"], columns["arousal"], names, out / "valence_arousal.png"
     )
     report["plots"] = ["class_distribution.png"] + (["valence_arousal.png"] if va_plot else [])
-    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / PREPARE_REPORT_FILE, report)
     metadata = {
-        "format": FORMAT,
-        "version": VERSION,
+        "format": PREPARED_FORMAT,
+        "version": PREPARED_VERSION,
         "num_classes": len(names),
         "class_names": names,
         "source": source,
@@ -318,7 +322,7 @@ def prepare(
         "margin": margin,
         "splits": report["splits"],
     }
-    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    write_json(out / DATASET_METADATA_FILE, metadata)
     return report
 
 
@@ -327,21 +331,23 @@ def load_prepared(path: str | os.PathLike) -> datasets.DatasetDict:
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"Prepared dataset {path} does not exist (or is not a folder).")
-    meta_path = folder / METADATA_FILE
+    meta_path = folder / DATASET_METADATA_FILE
     fix = "create it with `fer-hf prepare {affectnet,fer2013,folder} --output ...`"
     if not meta_path.is_file():
-        raise ValueError(f"{path} is not a fer-hf prepared dataset: no {METADATA_FILE}; {fix}.")
+        raise ValueError(
+            f"{path} is not a fer-hf prepared dataset: no {DATASET_METADATA_FILE}; {fix}."
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{meta_path} is not valid JSON ({err}); {fix}.") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != PREPARED_FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"{meta_path} has format {found!r}, expected {FORMAT!r}; {fix}.")
-    if meta.get("version") != VERSION:
+        raise ValueError(f"{meta_path} has format {found!r}, expected {PREPARED_FORMAT!r}; {fix}.")
+    if meta.get("version") != PREPARED_VERSION:
         raise ValueError(
             f"{meta_path} is schema version {meta.get('version')!r}; this fer-hf reads version "
-            f"{VERSION}. Re-run `fer-hf prepare` on the raw data."
+            f"{PREPARED_VERSION}. Re-run `fer-hf prepare` on the raw data."
         )
     num_classes = meta.get("num_classes")
     if num_classes not in labels.SUPPORTED_NUM_CLASSES:
@@ -359,7 +365,7 @@ def load_prepared(path: str | os.PathLike) -> datasets.DatasetDict:
         splits = datasets.load_from_disk(str(folder))
     except FileNotFoundError as err:
         raise ValueError(
-            f"{path} has {METADATA_FILE} but no saved splits ({err}); {fix}."
+            f"{path} has {DATASET_METADATA_FILE} but no saved splits ({err}); {fix}."
         ) from None
     if not isinstance(splits, datasets.DatasetDict):
         raise ValueError(f"{path} holds a single Dataset, expected a DatasetDict of splits; {fix}.")

@@ -5,7 +5,6 @@ Must not import fer_hf.data, training, hub, inference or cli.
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 from pathlib import Path
@@ -14,10 +13,16 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..artifacts import (
+    ONNX_FILE_NAME,
+    ORT_CONFIG_FILE,
+    PARITY_FILE,
+    QUANTIZED_FILE_NAME,
+    write_json,
+)
 from .onnx_config import onnx_config_for
 from .quantization import (
     QUANTIZE_MODES,
-    QUANTIZED_FILE_NAME,
     TARGET_AGREEMENT,
     QuantizationResult,
     cpu_target,
@@ -27,7 +32,6 @@ from .quantization import quantized_op_types as _quantized_op_types
 from .samples import Sample, load_sample
 from .speed import onnx_session, onnx_speed
 
-ONNX_FILE_NAME = "model.onnx"
 FP32_ATOL = 1e-4  # max |logit difference| ONNX fp32 vs PyTorch
 MIN_INT8_AGREEMENT = 0.99  # top-1 agreement int8 vs fp32
 MAX_INT8_ACCURACY_DROP = 0.5  # accuracy points, when the sample is labelled
@@ -47,6 +51,7 @@ def export_model(
     measure_speed: bool = True,
     num_check: int = 1024,
     int8_target_agreement: float | None = TARGET_AGREEMENT,
+    recorded_model_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Export `model_dir` to `output/model.onnx` (+ `model_quantized.onnx`), check it, report.
 
@@ -67,14 +72,15 @@ def export_model(
             `quantize`) stops once int8 agrees this well with fp32 on the check images. None
             skips it (only the input convolutions and output layers stay fp32), e.g. to time
             int8 on an untrained model.
+        recorded_model_dir: the `model_dir` parity.json names (default `model_dir`), e.g. where
+            a release built in a staging folder will live.
     Returns the report also written to `output/parity.json`; `report["passed"]` says whether every
     check held (fp32 |diff| <= 1e-4; int8 top-1 agreement >= 99% and accuracy drop <= 0.5 point).
     """
     import torch
     from optimum.exporters.onnx import export as onnx_export
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from fer_hf.models import register
+    from ..models import load_model_folder
 
     model_dir, output = Path(model_dir), Path(output)
     if not (model_dir / "config.json").is_file():
@@ -101,13 +107,11 @@ def export_model(
             "class-folder tree or a folder of face images) to calibrate activation ranges."
         )
 
-    register()
-    model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
-    processor = AutoImageProcessor.from_pretrained(model_dir, use_fast=False)
+    model, processor = load_model_folder(model_dir)
     onnx_config = onnx_config_for(model.config)
     opset = opset or onnx_config.DEFAULT_ONNX_OPSET
     output.mkdir(parents=True, exist_ok=True)
-    for stale in (QUANTIZED_FILE_NAME, "ort_config.json", "parity.json"):
+    for stale in (QUANTIZED_FILE_NAME, ORT_CONFIG_FILE, PARITY_FILE):
         (output / stale).unlink(missing_ok=True)  # never leave files from an earlier export
     onnx_path = output / ONNX_FILE_NAME
     steps = ["export", "check fp32"] + ["quantize", "check int8"] * bool(quantize_mode)
@@ -128,7 +132,7 @@ def export_model(
     diffs = {name: float(np.abs(fp32[name] - reference[name]).max()) for name in reference}
     labels = validation["labels"]
     report: dict[str, Any] = {
-        "model_dir": str(model_dir),
+        "model_dir": str(model_dir if recorded_model_dir is None else recorded_model_dir),
         "model_type": model.config.model_type,
         "backbone": model.config.backbone_config.model_type,
         "opset": opset,
@@ -184,7 +188,7 @@ def export_model(
         progress.update()
     progress.close()
     report["passed"] = report["fp32"]["passed"] and report.get("int8", {}).get("passed", True)
-    (output / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(output / PARITY_FILE, report)
     return report
 
 

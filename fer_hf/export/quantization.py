@@ -18,10 +18,10 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers import PretrainedConfig
 
+from ..artifacts import ORT_CONFIG_FILE, QUANTIZED_FILE_NAME
 from .speed import onnx_session
 
 QUANTIZE_MODES = ("dynamic", "static")
-QUANTIZED_FILE_NAME = "model_quantized.onnx"
 CALIBRATION_MEMORY_BYTES = 1 << 30  # activations kept alive per calibration batch
 # The float-prefix search stops at the first prefix reaching this top-1 agreement on the check
 # images, so in practice it tries every prefix up to MAX_FLOAT_PREFIX and keeps the best. The
@@ -165,7 +165,7 @@ def quantize(
         save_dir = build(float_nodes)
         target = output_dir / QUANTIZED_FILE_NAME
         shutil.move(save_dir / f"{prepared.stem}_quantized.onnx", target)
-        shutil.move(save_dir / "ort_config.json", output_dir / "ort_config.json")
+        shutil.move(save_dir / ORT_CONFIG_FILE, output_dir / ORT_CONFIG_FILE)
     return QuantizationResult(target, tuple(float_nodes), search)
 
 

@@ -1,6 +1,8 @@
 """Small timing helpers shared by the export's fp32-vs-int8 choice and bench/inference.py.
 
-Must not import fer_hf.data, training, hub, inference or cli.
+Sessions come from fer_hf.inference.runtime (the one owner of ONNX Runtime settings), with
+worker-thread spinning on: timings measure the CPU at full speed. Must not import fer_hf.data,
+training, hub or cli.
 """
 
 from __future__ import annotations
@@ -13,15 +15,11 @@ import numpy as np
 
 
 def onnx_session(path: str | Path, num_threads: int | None = None):
-    """A CPU `onnxruntime.InferenceSession` with full graph optimisation and `num_threads`."""
-    import onnxruntime as ort
+    """`fer_hf.inference.runtime.onnx_session` with spinning worker threads (export's checks and
+    timings have the CPU to themselves)."""
+    from ..inference.runtime import onnx_session as runtime_session
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.inter_op_num_threads = 1
-    if num_threads is not None:
-        options.intra_op_num_threads = num_threads
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return runtime_session(path, num_threads, spinning=True)
 
 
 def time_calls(

@@ -1,6 +1,8 @@
 """Model and dataset cards rendered from run files, and Hub publishing of releases and the Space.
 
-Uses huggingface_hub (never torch at import time); must not import fer_hf.cli.
+Cards + publishing only: huggingface_hub, JSON and safetensors headers. Never imports torch,
+transformers' models, fer_hf.training, export, models or cli (tests/test_layering.py checks it);
+the release workflow that evaluates and exports lives above, in fer_hf/release.py.
 """
 
 from __future__ import annotations

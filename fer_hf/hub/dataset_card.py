@@ -12,13 +12,10 @@ from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .release import read_json
+from ..artifacts import DATASET_METADATA_FILE, PREPARE_REPORT_FILE, PREPARED_FORMAT, read_json
 from .sources import data_source
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "dataset_card.md"
-METADATA_FILE = "fer_hf_dataset.json"  # as written by fer_hf.data.prepare
-REPORT_FILE = "prepare_report.json"
-FORMAT = "fer-hf-prepared"
 MEANINGS = {
     "image": "the face crop, RGB or L as in the source",
     "label": "expression index in the canonical fer-hf order",
@@ -84,17 +81,17 @@ def render_dataset_card(prepared_dir: str | Path, license: str | None = None) ->
     """The dataset card of a `fer-hf prepare` output folder, from its `fer_hf_dataset.json` and
     `prepare_report.json`. Unknown sources (class folders) need `license`."""
     folder = Path(prepared_dir)
-    meta_path, report_path = folder / METADATA_FILE, folder / REPORT_FILE
+    meta_path, report_path = folder / DATASET_METADATA_FILE, folder / PREPARE_REPORT_FILE
     for path in (meta_path, report_path):
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} is missing; pass a folder written by `fer-hf prepare --output`."
             )
     meta = read_json(meta_path, "fer-hf prepared-dataset metadata")
-    if meta.get("format") != FORMAT:
+    if meta.get("format") != PREPARED_FORMAT:
         raise ValueError(
-            f"{meta_path} has format {meta.get('format')!r}, expected {FORMAT!r}; pass a folder "
-            "written by `fer-hf prepare`."
+            f"{meta_path} has format {meta.get('format')!r}, expected {PREPARED_FORMAT!r}; pass "
+            "a folder written by `fer-hf prepare`."
         )
     report = read_json(report_path, "`fer-hf prepare`'s report")
     source = data_source(meta.get("source"))

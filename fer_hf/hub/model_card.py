@@ -13,7 +13,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .release import Release, read_json
+from ..artifacts import ONNX_FILE_NAMES, QUANTIZED_FILE_NAME, read_json
+from .release import Release
 from .sources import ARCHITECTURES, data_source
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -407,15 +408,17 @@ def _onnx_context(release: Release) -> dict[str, Any]:
         return {"onnx_files": []}
     fastest = ((release.parity or {}).get("speed_1_thread") or {}).get("fastest_batch1")
     recommended = (
-        fastest if fastest in files else ("model.onnx" if "model.onnx" in files else files[0])
+        fastest
+        if fastest in files
+        else (ONNX_FILE_NAMES["onnx"] if ONNX_FILE_NAMES["onnx"] in files else files[0])
     )
-    int8_file = ((release.parity or {}).get("int8") or {}).get("file", "model_quantized.onnx")
+    int8_file = ((release.parity or {}).get("int8") or {}).get("file", QUANTIZED_FILE_NAME)
     return {
         "onnx_files": files,
         "onnx_fastest": fastest if fastest in files else None,
         "onnx_recommended": recommended,
-        # `fer-hf predict` reads model.onnx for "onnx" and model_quantized.onnx for "onnx-int8".
-        "onnx_backend": {"model.onnx": "onnx", int8_file: "onnx-int8"}.get(recommended),
+        # `fer-hf predict` reads ONNX_FILE_NAMES[backend].
+        "onnx_backend": {ONNX_FILE_NAMES["onnx"]: "onnx", int8_file: "onnx-int8"}.get(recommended),
     }
 
 

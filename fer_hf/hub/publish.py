@@ -6,7 +6,6 @@ Reads files and calls huggingface_hub's `HfApi`; never imports torch, the models
 from __future__ import annotations
 
 import ast
-import json
 import logging
 import shutil
 import tempfile
@@ -17,8 +16,16 @@ from typing import Any
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
+from ..artifacts import (
+    CONFUSION_PNG,
+    ONNX_FILE_NAME,
+    ONNX_SUBFOLDER,
+    PARITY_FILE,
+    read_json,
+    write_json,
+)
 from .model_card import render_model_card
-from .release import CONFUSION_PNG, PARITY_FILE, load_release, read_json
+from .release import load_release
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +41,6 @@ MODEL_FILE_PATTERNS = (
 ONNX_FILE_PATTERNS = ("*.onnx", "*.onnx_data", "config.json", "preprocessor_config.json")
 # parity.json keys that name folders on the exporting machine; left out of the published copy.
 LOCAL_PATH_KEYS = ("model_dir",)
-ONNX_SUBFOLDER = "onnx"
 
 
 class PublishError(RuntimeError):
@@ -123,7 +129,7 @@ def assemble_model_repo(
     from `onnx_dir`, or from `model_dir/onnx` when that holds an export. Returns `output`.
     """
     default_onnx = Path(model_dir) / ONNX_SUBFOLDER
-    if onnx_dir is None and (default_onnx / "model.onnx").is_file():
+    if onnx_dir is None and (default_onnx / ONNX_FILE_NAME).is_file():
         onnx_dir = default_onnx  # a release folder that carries its export
     release = load_release(model_dir, onnx_dir=onnx_dir, bench_files=tuple(bench_files))
     model_code = code_files(release.model_dir)
@@ -137,7 +143,7 @@ def assemble_model_repo(
         _copy_matching(release.onnx_dir, onnx_out, (*ONNX_FILE_PATTERNS, *onnx_code))
         if release.parity is not None:
             parity = {k: v for k, v in release.parity.items() if k not in LOCAL_PATH_KEYS}
-            (onnx_out / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")
+            write_json(onnx_out / PARITY_FILE, parity)
     card.save(output / "README.md")
     return output
 

@@ -13,14 +13,19 @@ from typing import Any
 
 from safetensors import safe_open
 
+from ..artifacts import (
+    BENCH_GLOB,
+    CONFUSION_PNG,
+    DATASET_METADATA_FILE,
+    METRICS_FILE,
+    PARITY_FILE,
+    PREPARE_REPORT_FILE,
+    SUMMARY_FILE,
+    read_json,
+)
+
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-SUMMARY_FILE = "train_summary.json"
-CONFUSION_PNG = "confusion_matrix.png"
-PARITY_FILE = "parity.json"
-PREPARE_REPORT_FILE = "prepare_report.json"
-BENCH_GLOB = "bench*.json"
 REQUIRED_METRICS = ("n", "accuracy", "balanced_accuracy", "macro_f1", "per_class_recall")
 VA_TARGETS = ("valence", "arousal")
 
@@ -70,7 +75,7 @@ class Release:
         data = (self.metrics or {}).get("data")
         if not data or not train_path or _same_path(data, train_path):
             return train_name, True
-        meta = Path(data) / "fer_hf_dataset.json"
+        meta = Path(data) / DATASET_METADATA_FILE
         if meta.is_file():
             source = json.loads(meta.read_text()).get("source")
             if source:
@@ -90,17 +95,6 @@ class Release:
 
 def _same_path(a: str, b: str) -> bool:
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """Load a JSON object, with errors that name the file and what it should be."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); expected {what}.") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a {type(data).__name__}; expected {what} (a JSON object).")
-    return data
 
 
 def _labels_from_config(config: dict[str, Any], path: Path) -> list[str]:

@@ -6,7 +6,6 @@ The ONNX backends never import torch, transformers or optimum (see runtime.py).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..artifacts import ONNX_FILE_NAMES, ONNX_SUBFOLDER, read_json
 from .alignment import aligned_crop
 from .blazeface import BlazeFaceDetector, Face
 from .detection import Box, FaceDetector, HaarCascadeDetector, expand_box
@@ -27,7 +27,6 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 # video setting. The video settings are what `predict_video` and the webcam use by default.
 DETECTORS = ("blazeface", "blazeface-video", "haar", "haar-video")
 VIDEO_DETECTORS = {"blazeface": "blazeface-video", "haar": "haar-video"}
-ONNX_FILE_NAMES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
 # `fer-hf predict` falls back to this folder (the bundled FER2013 factorized checkpoint).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "fer2013-factorized"
 
@@ -115,20 +114,20 @@ class FerPredictor:
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ValueError(f"`num_threads` must be a positive int or None, got {num_threads!r}.")
         folder = _resolve_folder(path, backend)
-        image_processor = NumpyFerImageProcessor.from_pretrained(folder)
-        if image_processor is None or backend == "torch":
-            from transformers import AutoImageProcessor
-
-            from fer_hf.models import register
-
-            register()
-            image_processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
         if backend == "torch":
-            runner = _TorchRunner(folder, num_threads)
+            from fer_hf.models import load_model_folder
+
+            model, image_processor = load_model_folder(folder)
+            runner = _TorchRunner(model, num_threads)
             id2label = runner.id2label
         else:
+            image_processor = NumpyFerImageProcessor.from_pretrained(folder)
+            if image_processor is None:  # not a FerImageProcessor: transformers replicates it
+                from fer_hf.models import load_processor
+
+                image_processor = load_processor(folder)
             runner = _OnnxRunner(folder / ONNX_FILE_NAMES[backend], num_threads)
-            config = json.loads((folder / "config.json").read_text())
+            config = read_json(folder / "config.json", "a transformers config")
             id2label = {int(k): v for k, v in config["id2label"].items()}
         made = _make_detector(detector, num_threads)
         return cls(
@@ -270,14 +269,13 @@ class FerPredictor:
 
 
 class _TorchRunner:
-    def __init__(self, folder: Path, num_threads: int | None):
+    def __init__(self, model: Any, num_threads: int | None):
         import torch
-        from transformers import AutoModelForImageClassification
 
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         self._torch = torch
-        self.model = AutoModelForImageClassification.from_pretrained(folder).eval()
+        self.model = model
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
         self.has_valence_arousal = bool(getattr(self.model.config, "valence_arousal", False))
 
@@ -357,7 +355,7 @@ def _resolve_folder(path: str | Path, backend: str) -> Path:
             )
         return folder
     name = ONNX_FILE_NAMES[backend]
-    for candidate in (folder, folder / "onnx"):
+    for candidate in (folder, folder / ONNX_SUBFOLDER):
         if (candidate / name).is_file():
             return candidate
     hint = (

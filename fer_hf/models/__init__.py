@@ -1,6 +1,7 @@
 """fer-hf models: one expression head over ResNet, ViT and our factorized-convolution backbone.
 
-Call `register()` once before using the transformers Auto classes on fer-hf folders. Model files
+Load a saved folder with `load_model_folder(path)` (model + processor, classes registered); call
+`register()` once before using the transformers Auto classes on fer-hf folders yourself. Model files
 here use relative imports only (they travel inside saved folders); see DESIGN.md "Models".
 """
 
@@ -19,6 +20,7 @@ from .builders import (
 from .configuration_factorized import FACTORIZATIONS, FactorizedConfig
 from .configuration_fer import FerConfig
 from .image_processing_fer import FerImageProcessor
+from .loading import label_names, load_model_folder, load_processor
 from .modeling_factorized import FactorizedModel
 from .modeling_fer import FerExpressionOutput, FerForExpressionRecognition
 
@@ -38,6 +40,9 @@ __all__ = [
     "default_backbone_config",
     "from_pretrained_backbone",
     "init_model_folder",
+    "label_names",
+    "load_model_folder",
+    "load_processor",
     "register",
     "tiny_config",
 ]

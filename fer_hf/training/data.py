@@ -5,7 +5,6 @@ Imports fer_hf.data and fer_hf.labels only; every check runs before a model is b
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +12,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from ..artifacts import DATASET_METADATA_FILE, PREPARE_REPORT_FILE, read_json
 from ..data import build_dataset, class_counts, load_prepared, resample_indices
 from ..labels import class_names
 
 logger = logging.getLogger(__name__)
-
-METADATA_FILE = "fer_hf_dataset.json"
-REPORT_FILE = "prepare_report.json"
 
 
 @dataclass
@@ -69,16 +66,18 @@ def load_training_data(data_args, seed: int) -> TrainingData:
     if not path.exists():
         raise FileNotFoundError(f"Dataset {data_args.dataset!r} does not exist.")
     if data_args.source == "prepared":
-        if not (path / METADATA_FILE).is_file():
+        if not (path / DATASET_METADATA_FILE).is_file():
             raise ValueError(
-                f"{data_args.dataset} is not a `fer-hf prepare` folder (no {METADATA_FILE}). "
-                "Prepare it first, or pass --source fer2013|affectnet|folder to prepare it on the "
-                "fly."
+                f"{data_args.dataset} is not a `fer-hf prepare` folder (no "
+                f"{DATASET_METADATA_FILE}). Prepare it first, or pass --source "
+                "fer2013|affectnet|folder to prepare it on the fly."
             )
         splits = load_prepared(path)
-        metadata = json.loads((path / METADATA_FILE).read_text())
-        report_path = path / REPORT_FILE
-        report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+        metadata = read_json(path / DATASET_METADATA_FILE, "fer-hf prepared-dataset metadata")
+        report_path = path / PREPARE_REPORT_FILE
+        report = (
+            read_json(report_path, "`fer-hf prepare`'s report") if report_path.is_file() else {}
+        )
         name, prepared_resample = metadata.get("source"), metadata.get("resample", "none")
         if data_args.resample not in (None, "none") and prepared_resample != "none":
             raise ValueError(

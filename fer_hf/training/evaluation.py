@@ -14,16 +14,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..artifacts import CONFUSION_PNG, DATASET_METADATA_FILE, METRICS_FILE, write_json
 from ..data import load_class_folders, load_prepared
 from ..data.folders import SPLIT_ALIASES, find_split_folders
 from ..metrics import expression_report, valence_arousal_report
-from .trainer import write_json
+from ..models import label_names as model_labels
+from ..models import load_model_folder
 from .transforms import FerTransform, collate
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-PLOT_FILE = "confusion_matrix.png"
 TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
 # Ten-crop TTA: crops of this fraction of the input side (40 px of a 48 px face, the size of the
 # FER2013 literature's crops).
@@ -34,32 +34,13 @@ def _canonical_split(split: str) -> str:
     return SPLIT_ALIASES.get("".join(ch for ch in split.lower() if ch.isalpha()), split)
 
 
-def load_model_folder(model_dir: str | Path):
-    """(model in eval mode, processor, label names) of a fer-hf model folder."""
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-    from ..models import register
-
-    folder = Path(model_dir).expanduser()
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"Model folder {model_dir} does not exist or has no config.json; pass a folder written "
-            "by `train.py` or `fer-hf init`."
-        )
-    register()
-    model = AutoModelForImageClassification.from_pretrained(folder).eval()
-    processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    return model, processor, labels
-
-
 def load_eval_split(data: str | Path, split: str, label_names: list[str]):
     """(dataset, description) of `split` from a `fer-hf prepare` folder or a class-folder tree
     (a tree without split folders is used whole). Labels must match `label_names` exactly."""
     root = Path(data).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"Data folder {data} does not exist (or is not a folder).")
-    if (root / "fer_hf_dataset.json").is_file():
+    if (root / DATASET_METADATA_FILE).is_file():
         splits = load_prepared(root)
         data_labels = splits["train"].features["label"].names
         if list(data_labels) != list(label_names):
@@ -208,6 +189,7 @@ def evaluate_model(
     tta: str = "none",
     batch_size: int = 64,
     device: str | None = None,
+    recorded_model: str | None = None,
 ) -> dict:
     """Evaluate a model folder on `split` of `data`; write `metrics.json` and the plot to `output`.
 
@@ -218,9 +200,10 @@ def evaluate_model(
     `metrics.json` holds `n`, `accuracy`, `balanced_accuracy`, `macro_f1`, `per_class_recall`
     ({label: recall or null}), `confusion_matrix` ({"labels", "matrix"}: rows true, columns
     predicted), `valence_*`/`arousal_*` (rmse, ccc, pcc, sagr, n) when the model and data have
-    them, the run's `model` (a path, or a list of paths for an ensemble), `ensemble` (number of
-    models), `data`, `split`, `tta`, `runtime_s`, and `num_skipped` / `skipped`
-    (`[{"file", "reason"}]`: unreadable files of a class-folder tree). Returns that dict.
+    them, the run's `model` (a path, a list of paths for an ensemble, or `recorded_model` when
+    given: where a release built in a staging folder will live), `ensemble` (number of models),
+    `data`, `split`, `tta`, `runtime_s`, and `num_skipped` / `skipped` (`[{"file", "reason"}]`:
+    unreadable files of a class-folder tree). Returns that dict.
     """
     if tta not in TTA_MODES:
         raise ValueError(f"Unknown --tta {tta!r}; expected one of: {', '.join(TTA_MODES)}.")
@@ -232,7 +215,10 @@ def evaluate_model(
     model_dirs = list(model_dir) if isinstance(model_dir, list | tuple) else [model_dir]
     if not model_dirs:
         raise ValueError("Pass at least one model folder.")
-    loaded = [load_model_folder(folder) for folder in model_dirs]
+    loaded = []
+    for folder in model_dirs:
+        model, processor = load_model_folder(folder)
+        loaded.append((model, processor, model_labels(model.config)))
     label_names = loaded[0][2]
     for folder, (_, _, names) in zip(model_dirs[1:], loaded[1:], strict=True):
         if names != label_names:
@@ -258,7 +244,9 @@ def evaluate_model(
         metrics.update(valence_arousal_report(affect, valence, arousal))
     metrics.update(
         model=(
-            str(Path(model_dirs[0]).resolve())
+            recorded_model
+            if recorded_model is not None
+            else str(Path(model_dirs[0]).resolve())
             if len(model_dirs) == 1
             else [str(Path(folder).resolve()) for folder in model_dirs]
         ),
@@ -281,7 +269,7 @@ def evaluate_model(
         f"acc {metrics['accuracy']:.3f}, bal. acc {metrics['balanced_accuracy']:.3f}"
     )
     plot_confusion_matrix(
-        metrics["confusion_matrix"]["matrix"], label_names, output / PLOT_FILE, title
+        metrics["confusion_matrix"]["matrix"], label_names, output / CONFUSION_PNG, title
     )
     return metrics
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -16,22 +15,28 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from transformers import AutoImageProcessor, AutoModelForImageClassification, set_seed
+from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..artifacts import SUMMARY_FILE, machine_info, write_json
 from ..data import class_weights as compute_class_weights
 from ..metrics import build_compute_metrics
-from ..models import BACKBONE_TYPES, build_model, from_pretrained_backbone, register
+from ..models import (
+    BACKBONE_TYPES,
+    build_model,
+    from_pretrained_backbone,
+    label_names,
+    load_model_folder,
+)
 from .augment import BatchAugmenter
 from .batches import UInt8Collator, cache_dir_for, decoded_split
 from .data import TrainingData, has_valence_arousal, load_training_data
-from .precision import cpu_capability, cpu_summary, native_bf16, resolve_precision
-from .trainer import FerTrainer, describe_loss, write_json
+from .precision import apply_precision, cpu_summary, resolve_precision
+from .trainer import FerTrainer, describe_loss
 from .transforms import Augmentation, FerTransform, collate
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE = "train_summary.json"
 _HYPERPARAMETERS = (
     "learning_rate",
     "num_train_epochs",
@@ -61,15 +66,14 @@ def _read_config(folder: Path) -> dict | None:
 
 def _load_fer_model(path: str, data: TrainingData, role: str):
     """A trained fer-hf model folder (and its processor), checked against the data's labels."""
-    register()
-    model = AutoModelForImageClassification.from_pretrained(path)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    model, processor = load_model_folder(path)
+    labels = label_names(model.config)
     if labels != data.label_names:
         raise ValueError(
             f"The {role} model {path} predicts {labels} but the data has {data.label_names}; "
             f"use a {role} trained on the same label schema."
         )
-    return model, AutoImageProcessor.from_pretrained(path, use_fast=False)
+    return model, processor
 
 
 def build_model_for(model_args, data: TrainingData, valence_arousal: bool):
@@ -116,24 +120,16 @@ def build_model_for(model_args, data: TrainingData, valence_arousal: bool):
     )
 
 
-def machine_info(training_args) -> dict:
+def run_machine_info(training_args) -> dict:
     """Where the run happened: hardware, world size and library versions."""
-    cpu = cpu_summary()["cpu"]
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "cpu_capability": cpu_capability(),
-        "native_bf16": native_bf16("cpu"),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(training_args.device),
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        "num_processes": training_args.world_size,
-        "distributed_type": str(training_args.distributed_state.distributed_type).split(".")[-1],
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-    }
-    return info
+    return machine_info(
+        cpu_summary(),
+        device=str(training_args.device),
+        gpus=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        num_processes=training_args.world_size,
+        distributed_type=str(training_args.distributed_state.distributed_type).split(".")[-1],
+        versions={"torch": torch.__version__, "transformers": transformers.__version__},
+    )
 
 
 def _teacher_precision(teacher, training_args):
@@ -224,8 +220,7 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
     if teacher is not None:
         chosen = _teacher_precision(teacher, training_args)
         teacher_bf16 = chosen.bf16
-        if chosen.channels_last:
-            teacher = teacher.to(memory_format=torch.channels_last)
+        teacher = apply_precision(teacher, chosen)
     checkpoint = _resume_checkpoint(training_args)
 
     set_seed(training_args.seed)
@@ -243,8 +238,9 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         precision.memory_format,
         precision.reason,
     )
-    if precision.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = apply_precision(model, precision)
+    if precision.attention is not None:
+        logger.info("Training with %s attention (faster than SDPA here).", precision.attention)
     augmentation = None
     if data_args.augment:
         augmentation = Augmentation(
@@ -377,7 +373,7 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         "train_runtime_s": round(runtime, 3),
         "train_samples_per_s": result.metrics.get("train_samples_per_second", 0.0),
         "train_loss": result.metrics.get("train_loss"),
-        "machine": machine_info(training_args),
+        "machine": run_machine_info(training_args),
         "metric_for_best_model": training_args.metric_for_best_model,
         "best_metric": state.best_metric,
         "best_model_checkpoint": state.best_model_checkpoint,

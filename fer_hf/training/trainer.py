@@ -6,7 +6,6 @@ Imports fer_hf.models (losses), training siblings; never export, hub or cli.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -275,22 +274,3 @@ def describe_loss(args) -> dict:
             distillation_temperature=args.distillation_temperature,
         )
     return described
-
-
-def write_json(path: str | os.PathLike, data: dict) -> None:
-    """JSON with NaN written as null (strict JSON readers reject NaN)."""
-
-    def clean(value):
-        if isinstance(value, float) and not np.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        if isinstance(value, np.generic):
-            return clean(value.item())
-        return value
-
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(clean(data), f, indent=2, allow_nan=False)
-        f.write("\n")

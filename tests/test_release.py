@@ -21,8 +21,8 @@ from PIL import Image
 from safetensors import safe_open
 
 from fer_hf.cli import main
-from fer_hf.hub import build_release as build_release_module
-from fer_hf.hub.build_release import build_release
+from fer_hf import release as release_module
+from fer_hf.release import build_release
 
 LICENSE = "cc-by-4.0"  # the generated data's source ("folder") has no licence fer-hf knows
 # Max |logit| difference between the release (weights stored in fp16) and the run (fp32): fp16
@@ -237,7 +237,7 @@ def test_overwrite_only_when_asked_and_onnx_by_size(run_dir, data, tmp_path, mon
     assert [p.name for p in out.iterdir()] == ["old.txt"]
 
     # Above the size budget, onnx/ is left out unless asked for.
-    monkeypatch.setattr(build_release_module, "ONNX_AUTO_MAX_BYTES", 1000)
+    monkeypatch.setattr(release_module, "ONNX_AUTO_MAX_BYTES", 1000)
     report = build_release(
         run_dir, out, data, split="test", license=LICENSE, overwrite=True, repo_id="me/tiny"
     )
@@ -294,7 +294,7 @@ def test_refusals_before_any_work(run_dir, data, tmp_path, capsys, case, message
 
 
 def test_release_parity_sample_size():
-    from fer_hf.hub.build_release import release_parity_images
+    from fer_hf.release import release_parity_images
 
     # a 48 px gray face: 4,096 (all of FER2013's validation split); a ViT-B input: 1 GiB's worth
     assert release_parity_images({"image_size": 48, "num_channels": 1}) == 4096

@@ -1,11 +1,12 @@
 """`fer-hf release`: a finished training run -> a release folder (fp16 safetensors, metrics, card).
 
-Imports fer_hf.training, export and models inside functions (torch never at import); never the cli.
+The workflow that composes the layers (evaluate, export, card), so it lives above all of them:
+imports fer_hf.training, export and models inside functions (torch never at import), hub for the
+card; never the cli. Every file of the release is written once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -13,18 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .model_card import _REPO_ID, render_model_card
-from .publish import ONNX_SUBFOLDER, code_files
-from .release import (
+from .artifacts import (
     BENCH_GLOB,
-    METRICS_FILE,
-    PARITY_FILE,
+    ONNX_SUBFOLDER,
+    ORT_CONFIG_FILE,
     PREPARE_REPORT_FILE,
     SUMMARY_FILE,
-    load_release,
     read_json,
 )
-from .sources import data_source
+from .hub.model_card import _REPO_ID, render_model_card
+from .hub.publish import code_files
+from .hub.release import load_release
+from .hub.sources import data_source
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,6 @@ FP16_MAX = 65504.0  # largest finite float16; a tensor beyond it stays float32
 # The fp16 weights are checked against the run's fp32 weights on the evaluation split.
 FP16_MIN_TOP1_AGREEMENT = 0.99
 FP16_CHECK_IMAGES = 1024
-TTA_MODES = (
-    "none",
-    "flip",
-    "tencrop",
-)  # as fer_hf.training.evaluation.TTA_MODES (no torch import here)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -110,7 +106,7 @@ def _compare_logits(run_model, release_model, processor, dataset, batch_size: in
     """Logits of the run's fp32 weights vs the release's fp16-stored ones on the same images."""
     import torch
 
-    from ..training.transforms import FerTransform, collate
+    from .training.transforms import FerTransform, collate
 
     count = min(len(dataset), FP16_CHECK_IMAGES)
     loader = torch.utils.data.DataLoader(
@@ -144,17 +140,18 @@ def _save_weights(run_dir: Path, staging: Path, data: Path, split: str, batch_si
     """Write the model (fp16 safetensors, config saying float32, code files) and the processor,
     reload it the way users will, and compare its logits with the run's."""
     import torch
-    from transformers import AutoModelForImageClassification
 
-    from ..training.evaluation import load_eval_split, load_model_folder
+    from .models import label_names, load_model_folder
+    from .training.evaluation import load_eval_split
 
-    model, processor, labels = load_model_folder(run_dir)
+    model, processor = load_model_folder(run_dir)
+    labels = label_names(model.config)
     model = model.float()  # the config's `dtype` follows the model: float32, what users run
     state, kept = _fp16_state_dict(model)
     model.save_pretrained(staging, state_dict=state, safe_serialization=True)
     processor.save_pretrained(staging)
     code_files(staging)  # every auto_map module is there (trust_remote_code loads)
-    release_model = AutoModelForImageClassification.from_pretrained(staging).eval()
+    release_model, _ = load_model_folder(staging)
     if release_model.dtype != torch.float32:  # transformers' default dtype rule changed
         raise RuntimeError(
             f"{staging} loads as {release_model.dtype}, expected torch.float32; "
@@ -205,9 +202,9 @@ def release_parity_images(config: dict) -> int:
 
 
 def _export_onnx(
-    staging: Path, data: Path, config: dict, quantize: str | None, measure_speed: bool
+    staging: Path, output: Path, data: Path, config: dict, quantize: str | None, measure_speed: bool
 ) -> dict:
-    from ..export import export_model
+    from .export import export_model
 
     onnx_dir = staging / ONNX_SUBFOLDER
     report = export_model(
@@ -217,9 +214,10 @@ def _export_onnx(
         data=data,
         measure_speed=measure_speed,
         num_validation=release_parity_images(config),
+        recorded_model_dir=output,  # the export reads the staging copy
     )
     # The quantizer's settings: not needed to load or run the model, and never published.
-    (onnx_dir / "ort_config.json").unlink(missing_ok=True)
+    (onnx_dir / ORT_CONFIG_FILE).unlink(missing_ok=True)
     return report
 
 
@@ -273,7 +271,8 @@ def build_release(
     Returns a report: weights (files, bytes, fp16 check), metrics, onnx (parity report or None
     with `onnx_skipped` saying why), size_bytes, and `passed` (fp16 and ONNX checks held).
     """
-    from ..export import QUANTIZE_MODES
+    from .export import QUANTIZE_MODES
+    from .training.evaluation import TTA_MODES, evaluate_model
 
     run_dir, output, data = Path(run_dir), Path(output), Path(data)
     bench = [Path(p) for p in bench_files]
@@ -304,14 +303,15 @@ def build_release(
         report: dict[str, Any] = {"output": str(output), "repo_id": repo_id}
         report["weights"] = _save_weights(run_dir, staging, data, split, batch_size)
 
-        from ..training.evaluation import evaluate_model
-        from ..training.trainer import write_json
-
         metrics = evaluate_model(
-            staging, data, staging, split=split, tta=tta, batch_size=batch_size
+            staging,
+            data,
+            staging,
+            split=split,
+            tta=tta,
+            batch_size=batch_size,
+            recorded_model=str(output.resolve()),  # where the release lives, not the staging copy
         )
-        metrics["model"] = str(output.resolve())  # where the release lives, not the staging copy
-        write_json(staging / METRICS_FILE, metrics)
         report["metrics"] = {
             k: metrics[k]
             for k in ("n", "split", "tta", "accuracy", "balanced_accuracy", "macro_f1")
@@ -333,12 +333,9 @@ def build_release(
         elif onnx is False:
             report["onnx_skipped"] = "--no-onnx"
         else:
-            parity = _export_onnx(
-                staging, data, config, quantize or _default_quantize(config), measure_speed
+            report["onnx"] = _export_onnx(
+                staging, output, data, config, quantize or _default_quantize(config), measure_speed
             )
-            parity["model_dir"] = str(output)  # the export read the staging copy
-            (staging / ONNX_SUBFOLDER / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")
-            report["onnx"] = parity
 
         onnx_dir = staging / ONNX_SUBFOLDER
         release = load_release(staging, onnx_dir=onnx_dir if onnx_dir.is_dir() else None)
@@ -369,7 +366,7 @@ def format_release_report(report: dict[str, Any]) -> str:
         f"accuracy {m['balanced_accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}",
     ]
     if report["onnx"] is not None:
-        from ..export import format_report
+        from .export import format_report
 
         lines.append(format_report(report["onnx"]))
     else:
