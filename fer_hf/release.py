@@ -38,6 +38,22 @@ FP16_MIN_TOP1_AGREEMENT = 0.99
 FP16_CHECK_IMAGES = 1024
 
 
+def refresh_model_code(folder: str | Path) -> list[str]:
+    """Copy the package's current fer_hf/models code files over a model folder's copies (the
+    modules its `auto_map` needs); returns the names of the files that changed."""
+    from . import models
+
+    folder, source = Path(folder), Path(models.__file__).parent
+    changed = []
+    for name in code_files(folder):
+        if (source / name).is_file() and (source / name).read_bytes() != (
+            folder / name
+        ).read_bytes():
+            shutil.copy2(source / name, folder / name)
+            changed.append(name)
+    return changed
+
+
 def _is_within(path: Path, folder: Path) -> bool:
     path, folder = path.resolve(), folder.resolve()
     return path == folder or folder in path.parents
