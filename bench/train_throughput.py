@@ -38,7 +38,7 @@ from fer_hf.models import MODEL_KINDS, build_model
 from fer_hf.training.arguments import parse_args
 from fer_hf.training.augment import BatchAugmenter
 from fer_hf.training.batches import UInt8Collator, decoded_split
-from fer_hf.training.precision import cpu_summary, resolve_precision
+from fer_hf.training.precision import Precision, apply_precision, cpu_summary, resolve_precision
 from fer_hf.training.transforms import Augmentation, FerTransform, collate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -87,12 +87,13 @@ def config_model(kind: str):
 class Path_:
     """One training path: a loader, a batch -> inputs function, a model and its precision."""
 
-    def __init__(self, model, loader, to_inputs, bf16: bool, channels_last: bool):
-        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+    def __init__(self, model, loader, to_inputs, precision: Precision):
+        self.model = apply_precision(model, precision)
         self.loader = loader
         self.to_inputs = to_inputs
-        self.bf16 = bf16
-        self.channels_last = channels_last
+        self.precision = precision
+        self.bf16 = precision.bf16
+        self.channels_last = precision.channels_last
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
         self._iterator = None
 
@@ -166,8 +167,7 @@ def compare_kind(kind, dataset, cache_dir, args) -> dict:
             args.workers,
         ),
         lambda batch: {"pixel_values": batch["pixel_values"], "labels": batch["labels"]},
-        bf16=False,
-        channels_last=False,
+        Precision(bf16=False, channels_last=False, reason="the reference path: fp32, contiguous"),
     )
     faces = decoded_split(dataset, dataset, None, cache_dir, "train", processor)
     augmenter = BatchAugmenter(processor, augmentation)
@@ -176,8 +176,7 @@ def compare_kind(kind, dataset, cache_dir, args) -> dict:
         copy.deepcopy(model),
         loader(faces, UInt8Collator(faces.array_path), args.batch_size, args.workers),
         lambda batch: {"pixel_values": augmenter(batch["images"]), "labels": batch["labels"]},
-        bf16=precision.bf16,
-        channels_last=precision.channels_last,
+        precision,
     )
     for path in (reference, fast):  # warm-up: first batches, oneDNN kernel selection
         path.end_to_end(args.warmup, args.batch_size)
@@ -204,6 +203,7 @@ def compare_kind(kind, dataset, cache_dir, args) -> dict:
             "dtype": precision.dtype,
             "memory_format": precision.memory_format,
             "precision_reason": precision.reason,
+            "attention": precision.attention or "sdpa",
             "data": "decoded uint8 memmap + whole-batch augmentation",
             "data_images_per_s": round(data_rate, 1),
             "model_images_per_s": round(model_rate, 1),
@@ -223,8 +223,7 @@ def compiled_figures(fast: Path_, args, eager_rate: float) -> dict:
         torch.compile(copy.deepcopy(fast.model)),
         fast.loader,
         fast.to_inputs,
-        fast.bf16,
-        fast.channels_last,
+        fast.precision,
     )
     started = time.perf_counter()
     compiled.end_to_end(2, args.batch_size)  # compiles forward and backward

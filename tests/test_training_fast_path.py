@@ -20,7 +20,7 @@ from fer_hf.training import precision as precision_module
 from fer_hf.training.augment import BatchAugmenter, normalize_uint8
 from fer_hf.training.batches import UInt8Collator, decoded_split
 from fer_hf.training.evaluation import evaluate_model, tta_views
-from fer_hf.training.precision import resolve_precision
+from fer_hf.training.precision import apply_precision, resolve_precision
 from fer_hf.training.transforms import Augmentation, FerTransform
 
 # No randomness except the one under test (the per-sample transform's tests use the same).
@@ -253,6 +253,25 @@ def test_auto_precision_per_kind_with_native_bf16(cpu_with_amx):
     assert not resolve_precision("vit", "auto", "auto").channels_last
     assert resolve_precision("baseline", "auto", "auto").channels_last
     assert not resolve_precision("baseline", "auto", "false").channels_last
+
+
+def test_bf16_vit_trains_with_eager_attention_on_cpu(cpu_with_amx, tmp_path):
+    chosen = resolve_precision("vit", "auto", "auto")
+    assert chosen.bf16 and chosen.attention == "eager"
+    assert resolve_precision("vit", "fp32", "auto").attention is None  # SDPA is faster in fp32
+    assert resolve_precision("baseline", "auto", "auto").attention is None
+    torch.manual_seed(0)
+    model, _ = build_model("vit", image_size=32, backbone_config=tiny_config("vit"))
+    model.eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(pixel_values=pixels).logits
+        apply_precision(model, chosen)
+        after = model(pixel_values=pixels).logits
+    assert model.backbone.config._attn_implementation == "eager"
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)  # the same function
+    model.save_pretrained(tmp_path)  # the training-time choice is not saved with the model
+    assert "eager" not in (tmp_path / "config.json").read_text()
 
 
 def test_bf16_falls_back_to_fp32_with_one_log_line(cpu_without_bf16, caplog):

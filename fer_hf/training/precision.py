@@ -6,6 +6,10 @@ Measured on a 2-core Xeon with AMX and an EPYC with AVX512-BF16 (README, "Traini
 autocast + channels-last speeds up the ResNet 1.9-2.2x and the ViT 1.2-1.5x, but slows the
 factorized CNN (its depthwise convolutions have no fast bf16 kernel), which gains 1.5x from
 channels-last alone. On a CPU without native bf16, bf16 is emulated and slower than fp32.
+On a CPU, bf16 attention through PyTorch's fused SDPA kernel is slow for the ViT's short
+sequences (its backward took 44% of a training step, profiled on the Xeon with AMX): a bf16 ViT
+trains with transformers' eager attention there, 1.6x faster; fp32 keeps SDPA, which is faster
+in fp32.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ logger = logging.getLogger(__name__)
 # What `auto` picks per kind where the device has native bf16.
 BF16_KINDS: frozenset[str] = frozenset({"baseline", "vit"})
 CHANNELS_LAST_KINDS: frozenset[str] = frozenset({"baseline", "factorized"})
+# Kinds that train with eager attention under bf16 on a CPU (see the module docstring).
+EAGER_ATTENTION_KINDS: frozenset[str] = frozenset({"vit"})
 
 
 def cpu_capability() -> str:
@@ -90,6 +96,7 @@ class Precision:
     bf16: bool
     channels_last: bool
     reason: str
+    attention: str | None = None  # an `attn_implementation` to train with; None keeps the model's
 
     @property
     def dtype(self) -> str:
@@ -133,13 +140,27 @@ def resolve_precision(
     else:
         bf16, reason = True, "bf16: native on this device"
     layout = kind in CHANNELS_LAST_KINDS if channels_last == "auto" else channels_last == "true"
-    return Precision(bf16=bf16, channels_last=layout, reason=reason)
+    on_cpu = torch.device(device).type == "cpu"
+    attention = "eager" if kind in EAGER_ATTENTION_KINDS and bf16 and on_cpu else None
+    return Precision(bf16=bf16, channels_last=layout, reason=reason, attention=attention)
+
+
+def apply_precision(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
+    """Put `model` in `precision`'s memory layout and attention implementation (in place; also
+    returned). The attention choice is not saved: `config.json` never records it."""
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if precision.attention is not None:
+        model.set_attn_implementation(precision.attention)
+    return model
 
 
 __all__ = [
     "BF16_KINDS",
     "CHANNELS_LAST_KINDS",
+    "EAGER_ATTENTION_KINDS",
     "Precision",
+    "apply_precision",
     "cpu_capability",
     "cpu_flags",
     "cpu_summary",
