@@ -54,6 +54,7 @@ def build(kind: str, workdir: Path, calibration: Path | None, folder: Path | Non
     """Model folder (`folder`, or an untrained one of `kind`) + its ONNX files; paths and facts."""
     from transformers import AutoConfig
 
+    from fer_hf.data import image_source
     from fer_hf.export import export_model, quantize
     from fer_hf.models import BACKBONE_TYPES, init_model_folder, register
 
@@ -68,7 +69,7 @@ def build(kind: str, workdir: Path, calibration: Path | None, folder: Path | Non
         folder,
         onnx_dir,
         "static",
-        data=data,
+        data=image_source(data),
         num_validation=64,
         num_calibration=64,
         measure_speed=False,

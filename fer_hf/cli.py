@@ -136,13 +136,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from fer_hf.data import image_source
     from fer_hf.export import export_model, format_report
 
     report = export_model(
         args.model_dir,
         args.output,
         quantize_mode=args.quantize,
-        data=args.calibration,
+        data=None if args.calibration is None else image_source(args.calibration),
         opset=args.opset,
         num_validation=args.num_samples,
         seed=args.seed,

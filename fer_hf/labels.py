@@ -35,7 +35,7 @@ AFFECTNET_NON_EXPRESSION: dict[int, str] = {8: "none", 9: "uncertain", 10: "no-f
 # AffectNet marks "not applicable" valence/arousal with -2.
 AFFECTNET_VA_NOT_APPLICABLE: float = -2.0
 
-# Folder / CSV names seen in the wild -> canonical name. Keys are normalised (see `_normalise`).
+# Folder / CSV names seen in the wild -> canonical name. Keys are normalised (see `normalise_name`).
 SYNONYMS: dict[str, str] = {
     "neutral": "neutral",
     "neutrality": "neutral",
@@ -62,7 +62,8 @@ SYNONYMS: dict[str, str] = {
 }
 
 
-def _normalise(name: str) -> str:
+def normalise_name(name: str) -> str:
+    """Lower case, letters only: how folder, CSV and split names are matched."""
     return "".join(ch for ch in name.strip().lower() if ch.isalpha())
 
 
@@ -87,7 +88,7 @@ def canonical_name(name: str) -> str | None:
     """Map a folder/CSV/label name ("Angry", "happiness", "6 - Neutral") to the schema, or None."""
     if not isinstance(name, str):
         raise TypeError(f"label name must be a str, got {type(name).__name__}.")
-    return SYNONYMS.get(_normalise(name))
+    return SYNONYMS.get(normalise_name(name))
 
 
 def index_of(name: str, num_classes: int) -> int | None:

@@ -157,8 +157,8 @@ def _save_weights(run_dir: Path, staging: Path, data: Path, split: str, batch_si
     reload it the way users will, and compare its logits with the run's."""
     import torch
 
+    from .data import load_eval_split
     from .models import label_names, load_model_folder
-    from .training.evaluation import load_eval_split
 
     model, processor = load_model_folder(run_dir)
     labels = label_names(model.config)
@@ -220,6 +220,7 @@ def release_parity_images(config: dict) -> int:
 def _export_onnx(
     staging: Path, output: Path, data: Path, config: dict, quantize: str | None, measure_speed: bool
 ) -> dict:
+    from .data import image_source
     from .export import export_model
 
     onnx_dir = staging / ONNX_SUBFOLDER
@@ -227,7 +228,7 @@ def _export_onnx(
         staging,
         onnx_dir,
         quantize_mode=quantize,
-        data=data,
+        data=image_source(data),
         measure_speed=measure_speed,
         num_validation=release_parity_images(config),
         recorded_model_dir=output,  # the export reads the staging copy

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from fer_hf.cli import main
+from fer_hf.data import image_source, load_sample
 from fer_hf.export import (
     ONNX_CONFIGS,
     FerOnnxConfig,
@@ -19,7 +20,6 @@ from fer_hf.export import (
     onnx_config_for,
     quantized_op_types,
 )
-from fer_hf.export.samples import load_sample
 from fer_hf.models import FerConfig, build_model, init_model_folder, register, tiny_config
 
 KINDS = ("factorized", "baseline", "vit")
@@ -120,7 +120,11 @@ def test_export_fp32_and_dynamic_int8(tiny_folders, tmp_path, kind):
 def test_static_int8_calibrated_on_class_folders(tiny_folders, class_folders, tmp_path, kind):
     out = tmp_path / "onnx"
     report = export_model(
-        tiny_folders[kind], out, quantize_mode="static", data=class_folders, measure_speed=False
+        tiny_folders[kind],
+        out,
+        quantize_mode="static",
+        data=image_source(class_folders),
+        measure_speed=False,
     )
     assert report["sample"]["source"].endswith("val")
     assert report["sample"]["labelled"] and report["sample"]["skipped_files"] == 1
@@ -155,7 +159,11 @@ def test_static_int8_keeps_input_conv_and_output_layers_in_fp32(
     """Static int8 never rounds the 8-bit pixels or the logits; a prefix of layers may stay fp32."""
     out = tmp_path / "onnx"
     report = export_model(
-        tiny_folders["factorized"], out, "static", data=class_folders, measure_speed=False
+        tiny_folders["factorized"],
+        out,
+        "static",
+        data=image_source(class_folders),
+        measure_speed=False,
     )
     int8 = report["int8"]
     by_design = int8["float_nodes"][:3]
@@ -177,7 +185,7 @@ def test_static_int8_keeps_input_conv_and_output_layers_in_fp32(
         tiny_folders["factorized"],
         tmp_path / "plain",
         "static",
-        data=class_folders,
+        data=image_source(class_folders),
         measure_speed=False,
         int8_target_agreement=None,
     )
@@ -190,7 +198,7 @@ def test_static_int8_keeps_input_conv_and_output_layers_in_fp32(
             tiny_folders["factorized"],
             tmp_path / "x",
             "static",
-            data=class_folders,
+            data=image_source(class_folders),
             measure_speed=False,
             int8_target_agreement=1.5,
         )
@@ -198,7 +206,7 @@ def test_static_int8_keeps_input_conv_and_output_layers_in_fp32(
 
 def test_quantized_default_model_is_smaller_and_timed(tmp_path, class_folders):
     folder = init_model_folder("factorized", tmp_path / "model")
-    report = export_model(folder, tmp_path / "onnx", "static", data=class_folders)
+    report = export_model(folder, tmp_path / "onnx", "static", data=image_source(class_folders))
     assert report["int8"]["size_bytes"] < 0.5 * report["int8"]["fp32_size_bytes"]
     speed = report["speed_1_thread"]
     assert speed["fastest_batch1"] in ("model.onnx", "model_quantized.onnx")

@@ -20,8 +20,8 @@ from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors import safe_open
 
-from fer_hf.cli import main
 from fer_hf import release as release_module
+from fer_hf.cli import main
 from fer_hf.release import build_release
 
 LICENSE = "cc-by-4.0"  # the generated data's source ("folder") has no licence fer-hf knows

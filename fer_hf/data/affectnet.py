@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import labels
+from ..artifacts import IMAGE_EXTENSIONS
 from .records import (
-    IMAGE_EXTENSIONS,
     ImageInput,
     Options,
     Scan,

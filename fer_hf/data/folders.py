@@ -16,8 +16,8 @@ import numpy as np
 from datasets.utils import tqdm
 
 from .. import labels
+from ..artifacts import IMAGE_EXTENSIONS
 from .records import (
-    IMAGE_EXTENSIONS,
     ImageInput,
     Options,
     Scan,
@@ -51,15 +51,11 @@ def _visible_subdirs(path: Path) -> list[str]:
     )
 
 
-def _normalise(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalpha())
-
-
 def find_split_folders(root: Path) -> dict[str, str]:
     """{split: folder name} of the split folders (train/, val/, test/ or aliases) in `root`."""
     found: dict[str, str] = {}
     for name in _visible_subdirs(root):
-        split = SPLIT_ALIASES.get(_normalise(name))
+        split = SPLIT_ALIASES.get(labels.normalise_name(name))
         if split is None:
             continue
         if split in found:
@@ -121,10 +117,10 @@ def match_folders(
     """
     targets: dict[str, int] = {}
     for index, name in enumerate(class_names):
-        targets[labels.canonical_name(name) or _normalise(name)] = index
+        targets[labels.canonical_name(name) or labels.normalise_name(name)] = index
     mapping, outside, unknown = {}, [], []
     for folder in folders:
-        key = labels.canonical_name(folder) or _normalise(folder)
+        key = labels.canonical_name(folder) or labels.normalise_name(folder)
         if key in targets:
             mapping[folder] = targets[key]
         elif exclude_known and labels.canonical_name(folder) is not None:

@@ -1,7 +1,8 @@
 """Shared record pipeline: prepared-dataset features, image checks and crops, the streaming build.
 
 Every source module turns its layout into shards of picklable items plus a reader; this module
-decodes them in worker processes with `Dataset.from_generator`. Imports nothing from fer_hf.
+decodes them in worker processes with `Dataset.from_generator`. Imports only fer_hf.artifacts
+(the image extensions and pixel limit every reader shares).
 """
 
 from __future__ import annotations
@@ -26,15 +27,11 @@ import pyarrow.compute as pc
 from datasets.utils import tqdm
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-)
+from ..artifacts import MAX_PIXELS
+
 # Bookkeeping columns present only while building; dropped before anyone sees the dataset.
 STATUS_COLUMNS: tuple[str, ...] = ("_split", "_skip", "_excluded")
 ITEMS_PER_SHARD = 2000
-# Pillow's own decompression-bomb threshold (~89.5 MP). Larger images are skipped from their
-# header, before any pixel is decoded (Pillow itself would only warn up to twice this size).
-MAX_PIXELS = 89_478_485
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
 

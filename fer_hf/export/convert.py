@@ -1,13 +1,16 @@
 """`fer-hf export`: model folder -> ONNX via Optimum -> optional int8, checked into parity.json.
 
-Must not import fer_hf.data, training, hub, inference or cli.
+Takes its images from the caller (`data`); must not import fer_hf.data, training, hub or cli
+(of inference only the ONNX Runtime session, through speed.py).
 """
 
 from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -29,7 +32,6 @@ from .quantization import (
     quantize,
 )
 from .quantization import quantized_op_types as _quantized_op_types
-from .samples import Sample, load_sample
 from .speed import onnx_session, onnx_speed
 
 FP32_ATOL = 1e-4  # max |logit difference| ONNX fp32 vs PyTorch
@@ -43,7 +45,7 @@ def export_model(
     model_dir: str | Path,
     output: str | Path,
     quantize_mode: str | None = None,
-    data: str | Path | None = None,
+    data: Callable[[str, int, int], Any] | None = None,
     opset: int | None = None,
     num_validation: int = 512,
     num_calibration: int = 128,
@@ -60,8 +62,11 @@ def export_model(
         output: the export folder (created); it also receives config.json, preprocessor_config.json
             and the model's code files, so it loads with `ORTModelForImageClassification`.
         quantize_mode: None, "dynamic" or "static" int8 quantization.
-        data: images for static calibration and the parity checks (a `fer-hf prepare` folder, a
-            class-folder tree or an image folder); random images when None (fp32/dynamic only).
+        data: where calibration and parity images come from: a callable `data(purpose,
+            num_samples, seed)` ("calibration" or "validation") returning an object with
+            `images` (PIL images), `labels` (canonical names or None), `source` and `skipped`,
+            e.g. `fer_hf.data.image_source(path)` for a `fer-hf prepare` folder, a class-folder
+            tree or an image folder. Random images when None (fp32/dynamic only).
         opset: ONNX opset; the OnnxConfig's default when None.
         num_validation / num_calibration: images used for the parity checks / calibration.
         seed: picks the images.
@@ -100,6 +105,11 @@ def export_model(
     if int8_target_agreement is not None and not 0.0 < int8_target_agreement <= 1.0:
         raise ValueError(
             f"`int8_target_agreement` must be in (0, 1] or None, got {int8_target_agreement!r}."
+        )
+    if data is not None and not callable(data):
+        raise TypeError(
+            f"`data` must be a callable (purpose, num_samples, seed) -> images, got {data!r}; "
+            "pass fer_hf.data.image_source(path) for a folder."
         )
     if quantize_mode == "static" and data is None:
         raise ValueError(
@@ -247,9 +257,11 @@ def _sample(data, purpose: str, num: int, seed: int, processor, config) -> dict[
         rng = np.random.default_rng(seed)
         side = config.image_size
         images = [rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(64)]
-        sample = Sample(images=images, labels=None, source="random images (no data given)")
+        sample = SimpleNamespace(
+            images=images, labels=None, source="random images (no data given)", skipped=[]
+        )
     else:
-        sample = load_sample(data, purpose, num, seed)
+        sample = data(purpose, num, seed)
     pixel_values = np.concatenate(
         [
             processor(images=sample.images[i : i + 64], return_tensors="np")["pixel_values"]

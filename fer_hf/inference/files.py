@@ -19,23 +19,12 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..artifacts import IMAGE_EXTENSIONS
 from .drawing import annotate
 from .images import broken_link_reason, load_image
 from .predictor import FerPredictor
 from .video import VIDEO_EXTENSIONS, iter_video_frames, video_info
 
-IMAGE_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".pgm",
-    ".ppm",
-)
 # Results file suffix -> format: JSON Lines, one JSON array, or one CSV row per face.
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}
 _KEEP_SUFFIX = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

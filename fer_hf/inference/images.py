@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# PIL's own decompression-bomb threshold (~89.5 MP). Larger images are refused before decoding.
-DEFAULT_MAX_PIXELS = 89_478_485
+from ..artifacts import MAX_PIXELS as DEFAULT_MAX_PIXELS
+
 # Pillow's global limit is switched off while a header is read (fer-hf checks the size itself,
 # with the caller's limit); the lock keeps two threads from restoring each other's value.
 _PILLOW_LIMIT_LOCK = threading.Lock()

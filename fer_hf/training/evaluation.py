@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import CONFUSION_PNG, DATASET_METADATA_FILE, METRICS_FILE, write_json
-from ..data import load_class_folders, load_prepared
-from ..data.folders import SPLIT_ALIASES, find_split_folders
+from ..artifacts import CONFUSION_PNG, METRICS_FILE, write_json
+from ..data import load_eval_split
 from ..metrics import expression_report, valence_arousal_report
 from ..models import label_names as model_labels
 from ..models import load_model_folder
@@ -28,50 +27,6 @@ TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
 # Ten-crop TTA: crops of this fraction of the input side (40 px of a 48 px face, the size of the
 # FER2013 literature's crops).
 TENCROP_FRACTION = 5 / 6
-
-
-def _canonical_split(split: str) -> str:
-    return SPLIT_ALIASES.get("".join(ch for ch in split.lower() if ch.isalpha()), split)
-
-
-def load_eval_split(data: str | Path, split: str, label_names: list[str]):
-    """(dataset, description) of `split` from a `fer-hf prepare` folder or a class-folder tree
-    (a tree without split folders is used whole). Labels must match `label_names` exactly."""
-    root = Path(data).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"Data folder {data} does not exist (or is not a folder).")
-    if (root / DATASET_METADATA_FILE).is_file():
-        splits = load_prepared(root)
-        data_labels = splits["train"].features["label"].names
-        if list(data_labels) != list(label_names):
-            raise ValueError(
-                f"The model predicts {label_names} but {data} is labelled {data_labels}; evaluate "
-                "a model trained on the same label schema (7 vs 8 classes)."
-            )
-        name = split if split in splits else _canonical_split(split)
-        if name not in splits:
-            raise ValueError(
-                f"{data} has no split {split!r}; it has {sorted(splits)}. Pass one with --split."
-            )
-        return splits[name], {"kind": "prepared", "split": name}
-    if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
-        raise ValueError(
-            f"{data} is a `datasets` folder but not a fer-hf prepared dataset (no "
-            "fer_hf_dataset.json); re-create it with `fer-hf prepare`."
-        )
-    folders = find_split_folders(root)
-    if not folders:
-        dataset, skipped = load_class_folders(root, label_names, return_skipped=True)
-        return dataset, {"kind": "class-folders", "split": None, "skipped": skipped}
-    name = _canonical_split(split)
-    if name not in folders:
-        raise ValueError(
-            f"{data} has no {split!r} split folder; it has {sorted(folders.values())}. "
-            "Pass one with --split."
-        )
-    dataset, skipped = load_class_folders(root / folders[name], label_names, return_skipped=True)
-    skipped = [{**s, "file": f"{folders[name]}/{s['file']}"} for s in skipped]  # relative to data
-    return dataset, {"kind": "class-folders", "split": name, "skipped": skipped}
 
 
 def tta_views(pixel_values: torch.Tensor, tta: str) -> list[torch.Tensor]:
