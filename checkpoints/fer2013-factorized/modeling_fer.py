@@ -65,6 +65,27 @@ def masked_ccc_loss(prediction: torch.Tensor, target: torch.Tensor, eps: float =
     return per_column.sum() / valid.sum().clamp(min=1)
 
 
+def valence_arousal_loss(
+    prediction: torch.Tensor,
+    valence: torch.Tensor | None,
+    arousal: torch.Tensor | None,
+    kind: str = "ccc",
+) -> torch.Tensor:
+    """The valence/arousal loss (`FerConfig.va_loss`: "ccc" or "l1") of `prediction` (B, 2)
+    against per-sample targets, NaN (or a None target) where unknown; the model's `forward` and
+    `FerTrainer` both compute it here."""
+    prediction = prediction.float()
+    unknown = torch.full(prediction.shape[:1], float("nan"), device=prediction.device)
+    columns = [
+        unknown if t is None else t.to(prediction.device).float().reshape(-1)
+        for t in (valence, arousal)
+    ]
+    target = torch.stack(columns, dim=1)  # (B, 2)
+    if kind == "ccc":
+        return masked_ccc_loss(prediction, target)
+    return masked_l1_loss(prediction, target)
+
+
 def _conv_bn_relu(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
@@ -280,8 +301,8 @@ class FerForExpressionRecognition(FerPreTrainedModel):
                 label_smoothing=self.config.label_smoothing,
             )
             if valence_arousal is not None and (valence is not None or arousal is not None):
-                loss = loss + self.config.va_loss_weight * self._va_loss(
-                    valence_arousal.float(), valence, arousal
+                loss = loss + self.config.va_loss_weight * valence_arousal_loss(
+                    valence_arousal, valence, arousal, self.config.va_loss
                 )
         return FerExpressionOutput(
             loss=loss,
@@ -289,19 +310,6 @@ class FerForExpressionRecognition(FerPreTrainedModel):
             valence_arousal=valence_arousal,
             hidden_states=outputs.hidden_states if output_hidden_states else None,
         )
-
-    def _va_loss(
-        self, prediction: torch.Tensor, valence: torch.Tensor | None, arousal: torch.Tensor | None
-    ) -> torch.Tensor:
-        unknown = torch.full(prediction.shape[:1], float("nan"), device=prediction.device)
-        columns = [
-            unknown if t is None else t.to(prediction.device).float().reshape(-1)
-            for t in (valence, arousal)
-        ]
-        target = torch.stack(columns, dim=1)  # (B, 2)
-        if self.config.va_loss == "ccc":
-            return masked_ccc_loss(prediction, target)
-        return masked_l1_loss(prediction, target)
 
 
 __all__ = [
@@ -311,4 +319,5 @@ __all__ = [
     "FerPreTrainedModel",
     "masked_ccc_loss",
     "masked_l1_loss",
+    "valence_arousal_loss",
 ]

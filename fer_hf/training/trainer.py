@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
-from ..models.modeling_fer import masked_ccc_loss, masked_l1_loss
+from ..models.modeling_fer import valence_arousal_loss
 from .augment import normalize_uint8
 from .losses import ClassBalancedSampler, distillation_loss, focal_loss, symmetric_kl
 from .transforms import convert_pixel_values
@@ -230,16 +230,9 @@ class FerTrainer(Trainer):
 
     def _valence_arousal_loss(self, model, prediction, inputs) -> torch.Tensor:
         config = self.accelerator.unwrap_model(model).config
-        unknown = torch.full(prediction.shape[:1], float("nan"), device=prediction.device)
-        target = torch.stack(
-            [
-                inputs.get(name, unknown).to(prediction.device).float()
-                for name in ("valence", "arousal")
-            ],
-            dim=1,
-        )  # (B, 2)
-        va_loss = masked_ccc_loss if config.va_loss == "ccc" else masked_l1_loss
-        return config.va_loss_weight * va_loss(prediction.float(), target)
+        return config.va_loss_weight * valence_arousal_loss(
+            prediction, inputs.get("valence"), inputs.get("arousal"), config.va_loss
+        )
 
     def _save(self, output_dir: str | None = None, state_dict=None):
         super()._save(output_dir, state_dict)
