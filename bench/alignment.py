@@ -50,7 +50,6 @@ def canvas_for(face: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     from fer_hf.inference import (
-        DEFAULT_MODEL_DIR,
         BlazeFaceDetector,
         FerPredictor,
         aligned_crop,
@@ -59,7 +58,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=FER2013)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--model", type=Path, default=REPO / "checkpoints" / "fer2013-factorized")
     parser.add_argument("--backend", default="onnx")
     parser.add_argument("--limit", type=int, default=1200, help="validation faces (seeded draw)")
     parser.add_argument("--seed", type=int, default=0)

@@ -99,12 +99,10 @@ def run_client(url, photo, backend, requests, latencies, errors, progress=None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fer_hf.inference import DEFAULT_MODEL_DIR
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model",
-        default=str(DEFAULT_MODEL_DIR),
+        default=str(REPO / "checkpoints" / "fer2013-factorized"),
         help="model folder or Hub id (default: checkpoints/fer2013-factorized)",
     )
     parser.add_argument(

@@ -25,18 +25,23 @@ from PIL import Image
 
 from fer_hf.inference import (
     BACKENDS,
-    DEFAULT_MODEL_DIR,
     ONNX_FILE_NAMES,
     BlazeFaceDetector,
     FerPredictor,
     HaarCascadeDetector,
     ImageTooLargeError,
+    is_hub_id,
     load_image,
+    model_folder,
+    onnx_folder,
 )
 
 logger = logging.getLogger("fer_hf.space")
 
 BUNDLED_KINDS = ("factorized", "baseline", "vit")  # the default model comes first
+# A checkout's release folders (checkpoints/fer2013-<kind>), named here by the entry point.
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+DEFAULT_MODEL_DIR = BUNDLED_DIR / f"fer2013-{BUNDLED_KINDS[0]}"
 # Every photo, whether uploaded as a file or sent as a data: URL, meets both limits before it
 # is decoded (decompression bombs, memory).
 MAX_PIXELS = 40_000_000
@@ -73,10 +78,9 @@ def model_sources(spec: str | None = None, space_readme: Path | None = None) -> 
         ids = (metadata_load(space_readme) or {}).get("models") or []
         if ids:
             return {repo_id.split("/")[-1]: repo_id for repo_id in ids}
-    bundled = DEFAULT_MODEL_DIR.parent
     sources = {}
     for kind in BUNDLED_KINDS:
-        folder = bundled / f"fer2013-{kind}"
+        folder = BUNDLED_DIR / f"fer2013-{kind}"
         if kind == BUNDLED_KINDS[0] or folder.is_dir():
             sources[folder.name] = str(folder)
     return sources
@@ -144,7 +148,7 @@ class ModelZoo:
         return [
             name
             for name, location in self.sources.items()
-            if not _is_hub_id(location) and not Path(location).is_dir()
+            if not is_hub_id(location) and not Path(location).is_dir()
         ]
 
     def get(self, name: str, backend: str) -> FerPredictor:
@@ -179,10 +183,8 @@ class ModelZoo:
 
     def _load(self, name: str, backend: str) -> FerPredictor:
         folder = self._local_folder(name)
-        if backend != "torch":
-            file_name = ONNX_FILE_NAMES[backend]
-            if not any((folder / sub / file_name).is_file() for sub in ("", "onnx")):
-                folder = self._export(folder)
+        if backend != "torch" and onnx_folder(folder, backend) is None:
+            folder = self._export(folder)
         return FerPredictor.from_pretrained(
             folder,
             backend=backend,
@@ -199,16 +201,11 @@ class ModelZoo:
         folder = Path(location)
         if folder.is_dir():
             return folder
-        if _is_hub_id(location):
-            from huggingface_hub import snapshot_download
-
+        if is_hub_id(location):
             try:
-                return Path(snapshot_download(location))
-            except Exception as err:  # offline, unknown repo, gated, network: one message
-                raise FileNotFoundError(
-                    f"Model {name!r}: {location!r} is not a local folder and could not be "
-                    f"fetched from the Hub ({type(err).__name__}: {err})."
-                ) from None
+                return model_folder(location)
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"Model {name!r}: {err}") from None
         raise FileNotFoundError(
             f"Model {name!r}: folder {location!r} does not exist. Train it (see README), or "
             "point FER_HF_MODELS at a model folder, e.g. one made with `fer-hf init`."
@@ -285,10 +282,6 @@ class FaceTracks:
             track["missing"] += 1
         self.tracks = [t for t in self.tracks if t["missing"] <= self.max_missing]
         return smoothed
-
-
-def _is_hub_id(location: str) -> bool:
-    return location.count("/") == 1 and not location.startswith((".", "/", "~"))
 
 
 def _iou(a: Sequence[int], b: Sequence[int]) -> float:

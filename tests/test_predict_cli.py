@@ -124,8 +124,8 @@ def test_predict_errors(model_dir, inputs, tmp_path, capsys, monkeypatch):
     assert main(["predict", str(tmp_path / "nope.jpg"), "--model", str(model_dir)]) == 1
     assert "no such file or folder" in capsys.readouterr().err
 
-    import fer_hf.inference
+    import fer_hf.cli.predict
 
-    monkeypatch.setattr(fer_hf.inference, "DEFAULT_MODEL_DIR", tmp_path / "checkpoints" / "x")
+    monkeypatch.setattr(fer_hf.cli.predict, "DEFAULT_MODEL", str(tmp_path / "checkpoints" / "x"))
     assert main(["predict", str(bad)]) == 2
     assert "No --model given and the default checkpoint" in capsys.readouterr().err

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from helpers_space import ROOT, running_app, write_photos
 
-from fer_hf.inference import DEFAULT_MODEL_DIR
 from fer_hf.models import init_model_folder
 
 pytestmark = pytest.mark.browser
@@ -45,7 +44,7 @@ def app_url(tmp_path_factory):
     """The app on FER_HF_TEST_MODEL or the trained default checkpoint when present, else an
     untrained `fer-hf init` model (the screenshots then show near-uniform probabilities)."""
     root = tmp_path_factory.mktemp("space-browser")
-    model = Path(os.environ.get("FER_HF_TEST_MODEL") or DEFAULT_MODEL_DIR)
+    model = Path(os.environ.get("FER_HF_TEST_MODEL") or ROOT / "checkpoints" / "fer2013-factorized")
     if not model.is_dir():
         model = init_model_folder("factorized", root / "untrained", valence_arousal=True)
     with running_app(f"{model.name}={model}", root / "app") as url:

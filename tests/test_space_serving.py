@@ -8,7 +8,6 @@ import torch
 from helpers_space import SPACE_DIR, write_photos
 from PIL import Image
 
-from fer_hf.inference import DEFAULT_MODEL_DIR
 from fer_hf.models import build_model, tiny_config
 
 
@@ -49,7 +48,7 @@ def test_model_sources_from_the_environment(fer_space):
 def test_model_sources_default_to_the_bundled_checkpoints(fer_space, tmp_path):
     sources = fer_space.model_sources(None)
     assert list(sources)[0] == "fer2013-factorized"
-    assert sources["fer2013-factorized"] == str(DEFAULT_MODEL_DIR)
+    assert sources["fer2013-factorized"] == str(fer_space.DEFAULT_MODEL_DIR)
     # On a Space, the README header's `models` (Hub ids) are served instead.
     readme = tmp_path / "README.md"
     readme.write_text("---\nsdk: gradio\nmodels:\n- org/fer2013-vit\n- org/fer2013-base\n---\n")

@@ -9,13 +9,20 @@ from .detection import Box, FaceDetector, HaarCascadeDetector, expand_box
 from .drawing import annotate, label_colour
 from .files import collect_inputs, predict_files
 from .images import DEFAULT_MAX_PIXELS, ImageTooLargeError, load_image
-from .predictor import BACKENDS, DEFAULT_MODEL_DIR, DETECTORS, ONNX_FILE_NAMES, FerPredictor
+from .predictor import (
+    BACKENDS,
+    DETECTORS,
+    ONNX_FILE_NAMES,
+    FerPredictor,
+    is_hub_id,
+    model_folder,
+    onnx_folder,
+)
 from .video import VIDEO_EXTENSIONS, VideoFrame, iter_video_frames, video_info
 
 __all__ = [
     "BACKENDS",
     "DEFAULT_MAX_PIXELS",
-    "DEFAULT_MODEL_DIR",
     "DETECTORS",
     "ONNX_FILE_NAMES",
     "VIDEO_EXTENSIONS",
@@ -31,9 +38,12 @@ __all__ = [
     "annotate",
     "collect_inputs",
     "expand_box",
+    "is_hub_id",
     "iter_video_frames",
     "label_colour",
     "load_image",
+    "model_folder",
+    "onnx_folder",
     "predict_files",
     "video_info",
 ]

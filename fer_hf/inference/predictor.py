@@ -27,8 +27,6 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 # video setting. The video settings are what `predict_video` and the webcam use by default.
 DETECTORS = ("blazeface", "blazeface-video", "haar", "haar-video")
 VIDEO_DETECTORS = {"blazeface": "blazeface-video", "haar": "haar-video"}
-# `fer-hf predict` falls back to this folder (the bundled FER2013 factorized checkpoint).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "fer2013-factorized"
 
 
 class FerPredictor:
@@ -113,7 +111,7 @@ class FerPredictor:
             raise ValueError(f"`margin` must be a number in [0, 1], got {margin!r}.")
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ValueError(f"`num_threads` must be a positive int or None, got {num_threads!r}.")
-        folder = _resolve_folder(path, backend)
+        folder = _backend_folder(path, backend)
         if backend == "torch":
             from fer_hf.models import load_model_folder
 
@@ -333,14 +331,43 @@ def _video_detector(
     return None
 
 
-def _resolve_folder(path: str | Path, backend: str) -> Path:
+def is_hub_id(location: str | Path) -> bool:
+    """Whether `location` reads as a Hub repo id (`owner/name`) rather than a local path."""
+    return (
+        isinstance(location, str)
+        and location.count("/") == 1
+        and not location.startswith((".", "/", "~"))
+    )
+
+
+def model_folder(location: str | Path) -> Path:
+    """The local folder of a model: `location` itself, or a Hub repo id downloaded (cached)."""
+    folder = Path(location)
+    if folder.exists():
+        return folder
+    if not is_hub_id(location):
+        raise FileNotFoundError(f"Model folder {str(location)!r} does not exist.")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(location)))
+    except Exception as err:  # offline, unknown repo, gated, network: one message
+        raise FileNotFoundError(
+            f"{str(location)!r} is not a local folder and could not be fetched from the Hub "
+            f"({type(err).__name__}: {err})."
+        ) from None
+
+
+def onnx_folder(folder: Path, backend: str) -> Path | None:
+    """Where `folder` keeps the ONNX file of `backend` ("onnx"/"onnx-int8"): the folder itself
+    (an export) or its `onnx/` subfolder (a release); None when neither has it."""
+    name = ONNX_FILE_NAMES[backend]
+    return next((c for c in (folder, folder / ONNX_SUBFOLDER) if (c / name).is_file()), None)
+
+
+def _backend_folder(path: str | Path, backend: str) -> Path:
     """The local folder holding what `backend` needs (downloads a Hub repo id when online)."""
-    folder = Path(path)
-    if not folder.exists():
-        if isinstance(path, str) and path.count("/") == 1 and not path.startswith((".", "/")):
-            folder = _download(path)
-        else:
-            raise FileNotFoundError(f"Model folder {str(path)!r} does not exist.")
+    folder = model_folder(path)
     if not folder.is_dir():
         raise ValueError(f"{str(path)!r} is a file; expected a model folder.")
     if backend == "torch":
@@ -354,25 +381,13 @@ def _resolve_folder(path: str | Path, backend: str) -> Path:
                 "use backend='onnx' or 'onnx-int8'."
             )
         return folder
+    found = onnx_folder(folder, backend)
+    if found is not None:
+        return found
     name = ONNX_FILE_NAMES[backend]
-    for candidate in (folder, folder / ONNX_SUBFOLDER):
-        if (candidate / name).is_file():
-            return candidate
     hint = (
         "export with `fer-hf export MODEL_DIR --output OUT --quantize dynamic`"
         if backend == "onnx-int8"
         else "export with `fer-hf export MODEL_DIR --output OUT`"
     )
     raise FileNotFoundError(f"{str(folder)!r} has no {name} (nor onnx/{name}); {hint}.")
-
-
-def _download(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(repo_id))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        raise FileNotFoundError(
-            f"{repo_id!r} is not a local folder and could not be fetched from the Hub ({err})."
-        ) from None
