@@ -38,23 +38,6 @@ ONNX_FILE_NAMES = {"onnx": ONNX_FILE_NAME, "onnx-int8": QUANTIZED_FILE_NAME}
 # bench/*.py output stored in a release folder (the card's speed rows).
 BENCH_GLOB = "bench*.json"
 
-# Image files every reader accepts (prepare, evaluate, export samples, fer-hf predict).
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".pgm",
-    ".ppm",
-)
-# Pillow's own decompression-bomb threshold (~89.5 MP): larger images are refused (inference) or
-# skipped (prepare) from their header, before any pixel is decoded.
-MAX_PIXELS = 89_478_485
-
 
 def read_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """Load a JSON object, with errors that name the file and what it should be."""
@@ -126,8 +109,6 @@ __all__ = [
     "BENCH_GLOB",
     "CONFUSION_PNG",
     "DATASET_METADATA_FILE",
-    "IMAGE_EXTENSIONS",
-    "MAX_PIXELS",
     "METRICS_FILE",
     "ONNX_FILE_NAME",
     "ONNX_FILE_NAMES",

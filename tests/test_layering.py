@@ -9,11 +9,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "fer_hf"
 
 # layer -> fer_hf layers it must never import
-LAYERS = {"artifacts", "labels", "data", "models", "metrics", "training", "export", "hub"}
-LAYERS |= {"inference", "release", "cli"}
+LAYERS = {"artifacts", "imaging", "labels", "data", "models", "metrics", "training", "export"}
+LAYERS |= {"hub", "inference", "release", "cli"}
 FORBIDDEN = {
-    # The ground floor: file names and JSON (artifacts), the label schema (labels).
+    # The ground floor: file names and JSON (artifacts), what image readers share (imaging),
+    # the label schema (labels).
     "artifacts": LAYERS - {"artifacts"},
+    "imaging": LAYERS - {"imaging"},
     "labels": LAYERS - {"labels"},
     "data": {"models", "training", "export", "hub", "inference", "release", "cli"},
     "models": {"data", "training", "export", "hub", "inference", "release", "cli", "metrics"},
@@ -102,7 +104,7 @@ def test_finer_edges():
 def test_hub_and_ground_floor_never_import_torch():
     """fer_hf.hub (cards, publishing) and fer_hf.artifacts load without torch or transformers."""
     code = (
-        "import sys; import fer_hf.artifacts, fer_hf.labels, fer_hf.hub; "
+        "import sys; import fer_hf.artifacts, fer_hf.imaging, fer_hf.labels, fer_hf.hub; "
         "bad = sorted({'torch', 'transformers', 'optimum'} & set(sys.modules)); "
         "print(','.join(bad))"
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import labels
-from ..artifacts import IMAGE_EXTENSIONS
+from ..imaging import IMAGE_EXTENSIONS
 from .records import (
     ImageInput,
     Options,

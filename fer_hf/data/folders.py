@@ -16,7 +16,7 @@ import numpy as np
 from datasets.utils import tqdm
 
 from .. import labels
-from ..artifacts import IMAGE_EXTENSIONS
+from ..imaging import IMAGE_EXTENSIONS
 from .records import (
     ImageInput,
     Options,

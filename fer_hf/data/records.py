@@ -1,8 +1,8 @@
 """Shared record pipeline: prepared-dataset features, image checks and crops, the streaming build.
 
 Every source module turns its layout into shards of picklable items plus a reader; this module
-decodes them in worker processes with `Dataset.from_generator`. Imports only fer_hf.artifacts
-(the image extensions and pixel limit every reader shares).
+decodes them in worker processes with `Dataset.from_generator`. Imports only fer_hf.imaging
+(the pixel limit and transparency handling every image reader shares).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from datasets.utils import tqdm
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..artifacts import MAX_PIXELS
+from ..imaging import MAX_PIXELS, flatten_transparency
 
 # Bookkeeping columns present only while building; dropped before anyone sees the dataset.
 STATUS_COLUMNS: tuple[str, ...] = ("_split", "_skip", "_excluded")
@@ -185,12 +185,7 @@ def _to_storable_mode(image: Image.Image) -> Image.Image:
         elif image.mode.startswith("I;16") or values.max(initial=0) > 255:
             values = values / 257.0
         return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8))
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+    image = flatten_transparency(image)
     return image.convert("L" if image.mode == "1" else "RGB")
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..artifacts import DATASET_METADATA_FILE, IMAGE_EXTENSIONS
+from ..artifacts import DATASET_METADATA_FILE
+from ..imaging import IMAGE_EXTENSIONS
 from ..labels import canonical_name, normalise_name
 from .folders import SPLIT_ALIASES, find_split_folders, load_class_folders
 from .prepare import load_prepared

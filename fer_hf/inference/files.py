@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..artifacts import IMAGE_EXTENSIONS
+from ..imaging import IMAGE_EXTENSIONS
 from .drawing import annotate
 from .images import broken_link_reason, load_image
 from .predictor import FerPredictor

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..artifacts import MAX_PIXELS as DEFAULT_MAX_PIXELS
+from ..imaging import MAX_PIXELS as DEFAULT_MAX_PIXELS
+from ..imaging import flatten_transparency
 
 # Pillow's global limit is switched off while a header is read (fer-hf checks the size itself,
 # with the caller's limit); the lock keeps two threads from restoring each other's value.
@@ -155,14 +156,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         values = _to_uint8(np.asarray(image), sixteen_bit=image.mode.startswith("I;16"))
         return Image.fromarray(values).convert("RGB")
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    # CMYK (Pillow undoes Adobe's inverted CMYK), YCbCr, LAB, HSV, L, 1, RGBX ...
-    return image.convert("RGB")
+    # Palette and transparent images onto white; then CMYK (Pillow undoes Adobe's inverted
+    # CMYK), YCbCr, LAB, HSV, L, 1, RGBX ... converted by Pillow.
+    return flatten_transparency(image).convert("RGB")
 
 
 def _to_uint8(values: np.ndarray, *, sixteen_bit: bool = False) -> np.ndarray:
