@@ -316,6 +316,28 @@ def test_tencrop_views():
     assert len(tta_views(batch, "flip")) == 2 and len(tta_views(batch, "none")) == 1
 
 
+def test_tencrop_views_of_a_crop_trained_model_are_unscaled():
+    batch = torch.arange(2 * 48 * 48, dtype=torch.float32).view(2, 1, 48, 48)
+    views = tta_views(batch, "tencrop", crop_size=40)
+    assert len(views) == 10 and all(v.shape == (2, 1, 40, 40) for v in views)
+    torch.testing.assert_close(views[0], batch[..., :40, :40])
+    torch.testing.assert_close(views[7], batch[..., 8:, 8:].flip(-1))
+    torch.testing.assert_close(views[8], batch[..., 4:44, 4:44])
+    # A crop no smaller than the input falls back to the resized fraction.
+    assert all(v.shape == (2, 1, 48, 48) for v in tta_views(batch, "tencrop", crop_size=48))
+
+
+def test_training_on_crops_records_the_crop_size(tmp_path):
+    from fer_hf.models import FerConfig
+
+    with pytest.raises(ValueError, match="train_crop_size"):
+        FerConfig(train_crop_size=0)
+    config = FerConfig(train_crop_size=40)
+    config.save_pretrained(tmp_path)
+    assert FerConfig.from_pretrained(tmp_path).train_crop_size == 40
+    assert FerConfig().train_crop_size is None
+
+
 def _save_tiny(folder, seed):
     torch.manual_seed(seed)
     model, processor = build_model(

@@ -161,6 +161,12 @@ def test_imbalance_options_train(tmp_path, extra):
     )
 
 
+def test_crop_trained_model_records_its_crop_size(data, tmp_path):
+    out = tmp_path / "run"
+    run(flags(data, out, "--max_steps", "2", "--crop_size", "24"))
+    assert json.loads((out / "config.json").read_text())["train_crop_size"] == 24
+
+
 def test_load_time_resampling_refuses_to_compound(data, tmp_path):
     with pytest.raises(ValueError, match="prepared with resample='oversample'"):
         run(flags(data, tmp_path / "run", "--resample", "sqrt"))

@@ -273,6 +273,8 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
             "`crop_size` trains on smaller crops than the model's input; a ViT takes one input "
             "size only. Drop crop_size (the random resized crop applies) or train a CNN kind."
         )
+    if data_args.crop_size is not None:  # recorded with the model: ten-crop TTA matches it
+        model.config.train_crop_size = data_args.crop_size
     augmenter = test_dataset = None
     if data_args.data_pipeline == "decoded":
         cache_dir = cache_dir_for(data_args, training_args.output_dir)
