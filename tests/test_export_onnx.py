@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from fer_hf.cli import main
-from fer_hf.data import image_source, load_sample
+from fer_hf.data import image_source
 from fer_hf.export import (
     ONNX_CONFIGS,
     FerOnnxConfig,
@@ -261,6 +261,8 @@ def test_export_folder_loads_without_fer_hf(tiny_folders, tmp_path):
 
 def test_export_errors(tiny_folders, tmp_path):
     folder = tiny_folders["factorized"]
+    with pytest.raises(TypeError, match="pass fer_hf.data.image_source\\(path\\)"):
+        export_model(folder, tmp_path / "x", data=str(tmp_path))
     with pytest.raises(ValueError, match="--quantize static needs --calibration DATA"):
         export_model(folder, tmp_path / "x", quantize_mode="static")
     with pytest.raises(ValueError, match="Unknown --quantize 'int4'"):
@@ -287,32 +289,3 @@ def test_cli_export(tiny_folders, class_folders, tmp_path, capsys):
     # Re-exporting without --quantize leaves no stale int8 file behind.
     assert main(["export", str(tiny_folders["baseline"]), "--output", str(out), "--no-speed"]) == 0
     assert not (out / "model_quantized.onnx").exists() and (out / "model.onnx").exists()
-
-
-def test_samples_from_prepared_folder_and_image_folder(tmp_path):
-    from datasets import ClassLabel, Dataset, DatasetDict, Features
-    from datasets import Image as ImageFeature
-
-    from fer_hf.labels import class_names
-
-    features = Features({"image": ImageFeature(), "label": ClassLabel(names=list(class_names(7)))})
-    images = [Image.new("L", (48, 48), i * 20) for i in range(6)]
-    splits = {
-        name: Dataset.from_dict({"image": images, "label": [i % 7 for i in range(6)]}, features)
-        for name in ("train", "validation")
-    }
-    DatasetDict(splits).save_to_disk(tmp_path / "prepared")
-    sample = load_sample(tmp_path / "prepared", "validation", 4, seed=1)
-    assert len(sample.images) == 4 and sample.source.endswith("[validation]")
-    assert set(sample.labels) <= set(class_names(7))
-
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    for i in range(3):
-        Image.new("RGB", (10, 10)).save(plain / f"{i}.jpg")
-    sample = load_sample(plain, "calibration", 10)
-    assert len(sample.images) == 3 and sample.labels is None
-    with pytest.raises(ValueError, match="No images"):
-        load_sample(tmp_path / "prepared" / "train", "calibration", 4)
-    with pytest.raises(FileNotFoundError, match="is not a folder"):
-        load_sample(tmp_path / "nope", "calibration", 4)

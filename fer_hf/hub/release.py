@@ -5,7 +5,6 @@ Only JSON, safetensors headers and `fer_hf.labels`; never imports torch, the mod
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +76,7 @@ class Release:
             return train_name, True
         meta = Path(data) / DATASET_METADATA_FILE
         if meta.is_file():
-            source = json.loads(meta.read_text()).get("source")
+            source = read_json(meta, "fer-hf prepared-dataset metadata").get("source")
             if source:
                 return str(source), False
         return Path(data).name, False
