@@ -82,6 +82,11 @@ class FerConfig(PretrainedConfig):
             How a ViT's tokens become one feature vector: `"default"` its [CLS] token (as
             `ViTForImageClassification`), `"mean"` the mean of the patch tokens (better from
             scratch on small data). CNN backbones are always globally average pooled.
+        train_crop_size (`int`, *optional*):
+            The side of the fixed-size random crops the model was trained on (`train.py
+            --crop_size`, e.g. 40 px crops of 48 px faces), recorded by training. Ten-crop
+            test-time augmentation then feeds crops of this side unscaled, as training showed
+            them; without it the crops are resized to the input size.
         kwargs:
             Forwarded to [`PretrainedConfig`] (e.g. `id2label`, `label2id`).
     """
@@ -104,6 +109,7 @@ class FerConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         stem: str = "default",
         pooling: str = "default",
+        train_crop_size: int | None = None,
         **kwargs,
     ):
         if backbone_config is None:
@@ -180,6 +186,11 @@ class FerConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.stem = stem
         self.pooling = pooling
+        if train_crop_size is not None and not (
+            isinstance(train_crop_size, int) and train_crop_size > 0
+        ):
+            raise ValueError(f"`train_crop_size` must be a positive int, got {train_crop_size!r}.")
+        self.train_crop_size = train_crop_size
         super().__init__(**kwargs)
         if self.class_weights is not None and len(self.class_weights) != self.num_labels:
             raise ValueError(
