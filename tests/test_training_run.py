@@ -216,6 +216,16 @@ def test_errors_before_training(data, tmp_path, extra, error, message):
     assert not (tmp_path / "run").exists()  # nothing was written
 
 
+def test_model_config_loss_settings_are_refused(data, tmp_path):
+    """The training loss has one owner, the Trainer's arguments; FerConfig's own loss fields
+    (the model's standalone loss) are refused in training instead of silently ignored."""
+    argv = flags(data, tmp_path / "run")
+    overrides = {**json.loads(TINY_BACKBONE), "label_smoothing": 0.1}
+    argv[argv.index(TINY_BACKBONE)] = json.dumps(overrides)
+    with pytest.raises(ValueError, match="use --label_smoothing_factor and --imbalance"):
+        run(argv)
+
+
 def test_other_schema_and_missing_data(tmp_path):
     import datasets
 

@@ -44,8 +44,9 @@ class FerTrainer(Trainer):
       `qat_consistency_weight` * symmetric KL between them. Logs `qat_agreement`, the share of
       training images whose simulated int8 top-1 matches the fp32 one.
     Otherwise, and always for evaluation, the loss is the model's own (CE + valence/arousal), so
-    eval losses compare across runs. Checkpoints hold no pickles: `training_args.bin` is replaced
-    by `training_args.json`.
+    eval losses compare across runs. These arguments own the training loss: a model whose config
+    sets `label_smoothing` or `class_weights` (FerConfig's standalone loss) is refused.
+    Checkpoints hold no pickles: `training_args.bin` is replaced by `training_args.json`.
     """
 
     def __init__(
@@ -64,6 +65,17 @@ class FerTrainer(Trainer):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        config = getattr(self.model, "config", None)
+        if getattr(config, "label_smoothing", 0.0) or getattr(config, "class_weights", None):
+            # One owner per setting: FerConfig's loss fields serve the model's own loss outside
+            # the Trainer; in training they would be used or silently ignored depending on
+            # whether this Trainer computes the loss itself.
+            raise ValueError(
+                f"The model's config sets its own loss (label_smoothing="
+                f"{config.label_smoothing}, class_weights={config.class_weights}); training's "
+                "loss settings are the Trainer's: use --label_smoothing_factor and --imbalance "
+                "weighted_loss|focal, and leave them out of --model_overrides."
+            )
         self.train_bf16 = train_bf16
         self.augmenter = augmenter
         self.eval_collator = eval_collator
