@@ -1,6 +1,7 @@
 """ONNX export (Optimum `OnnxConfig`s), int8 quantization (`ORTQuantizer`) and parity checks.
 
-Must not import fer_hf.data, training, hub, inference or cli.
+Takes its images from the caller. Must not import fer_hf.data, training, hub or cli; of inference
+only `inference.runtime` (the ONNX Runtime session, through speed.py).
 """
 
 from .convert import FP32_ATOL, ONNX_FILE_NAME, export_model, format_report
