@@ -126,6 +126,10 @@ def test_predict_errors(model_dir, inputs, tmp_path, capsys, monkeypatch):
 
     import fer_hf.cli.predict
 
-    monkeypatch.setattr(fer_hf.cli.predict, "DEFAULT_MODEL", str(tmp_path / "checkpoints" / "x"))
+    # Without --model: the checkout's release (cwd, then the package's checkout), else the Hub.
+    assert fer_hf.cli.predict.default_model().endswith("checkpoints/fer2013-factorized")
+    monkeypatch.setattr(fer_hf.cli.predict, "DEFAULT_MODEL", "checkpoints/x")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert fer_hf.cli.predict.default_model() == fer_hf.cli.predict.DEFAULT_HUB_MODEL
     assert main(["predict", str(bad)]) == 2
-    assert "No --model given and the default checkpoint" in capsys.readouterr().err
+    assert fer_hf.cli.predict.DEFAULT_HUB_MODEL in capsys.readouterr().err

@@ -9,9 +9,19 @@ import argparse
 import sys
 from pathlib import Path
 
-# The default model, named here (the entry point), not by the library: the bundled release of a
-# source checkout, relative to the working directory.
+# The default model, named here (the entry point), not by the library: the bundled release of
+# the working directory's checkout, else of the checkout this package runs from (an editable
+# install), else the published release on the Hub.
 DEFAULT_MODEL = "checkpoints/fer2013-factorized"
+DEFAULT_HUB_MODEL = "fer-hf/fer2013-factorized"
+
+
+def default_model() -> str:
+    """The model `fer-hf predict` uses without --model (see DEFAULT_MODEL)."""
+    for folder in (Path(DEFAULT_MODEL), Path(__file__).resolve().parents[2] / DEFAULT_MODEL):
+        if (folder / "config.json").is_file():
+            return str(folder)
+    return DEFAULT_HUB_MODEL
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +38,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "--model",
         default=None,
         help="model folder: PyTorch, or a `fer-hf export` folder for the onnx "
-        f"backends (default: {DEFAULT_MODEL})",
+        f"backends (default: {DEFAULT_MODEL} of the checkout, else {DEFAULT_HUB_MODEL})",
     )
     p.add_argument(
         "--backend",
@@ -93,15 +103,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from fer_hf.inference import DEFAULT_MAX_PIXELS, FerPredictor
     from fer_hf.inference.files import format_summary, predict_files
 
-    model = args.model
-    if model is None:
-        if not Path(DEFAULT_MODEL).is_dir():
-            raise FileNotFoundError(
-                f"No --model given and the default checkpoint {DEFAULT_MODEL} does not "
-                "exist yet; pass --model DIR (a trained model, `fer-hf init` or `fer-hf export` "
-                "folder)."
-            )
-        model = DEFAULT_MODEL
+    model = args.model if args.model is not None else default_model()
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     predictor = FerPredictor.from_pretrained(
         model,
