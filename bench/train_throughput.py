@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fer_hf.artifacts import machine_info
 from fer_hf.data.decoded import CACHE_FOLDER
 from fer_hf.models import MODEL_KINDS, build_model
 from fer_hf.training.arguments import parse_args
@@ -277,7 +278,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "machine": cpu_summary(),
+                "machine": machine_info(cpu_summary()),
                 "data": source,
                 "batch_size": args.batch_size,
                 "workers": args.workers,
