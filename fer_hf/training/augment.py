@@ -25,21 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .transforms import _LUMA, Augmentation
-
-
-def processor_stats(processor, device=None) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(mean, std, scale) of a `FerImageProcessor` as (1, C, 1, 1) tensors and a float such that
-    `pixel_values = (uint8 * scale - mean) / std`."""
-    channels = processor.num_channels
-    mean = processor.image_mean if processor.do_normalize else [0.0] * channels
-    std = processor.image_std if processor.do_normalize else [1.0] * channels
-    scale = float(processor.rescale_factor) if processor.do_rescale else 1.0
-
-    def as_tensor(values):
-        return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-
-    return as_tensor(mean), as_tensor(std), scale
+from .transforms import _LUMA, Augmentation, processor_stats
 
 
 def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:

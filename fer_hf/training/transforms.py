@@ -174,6 +174,20 @@ def collate(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([example[key] for example in examples]) for key in examples[0]}
 
 
+def processor_stats(processor, device=None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(mean, std, scale) of a `FerImageProcessor` as (1, C, 1, 1) tensors and a float such that
+    `pixel_values = (uint8 * scale - mean) / std`."""
+    channels = processor.num_channels
+    mean = processor.image_mean if processor.do_normalize else [0.0] * channels
+    std = processor.image_std if processor.do_normalize else [1.0] * channels
+    scale = float(processor.rescale_factor) if processor.do_rescale else 1.0
+
+    def as_tensor(values):
+        return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    return as_tensor(mean), as_tensor(std), scale
+
+
 def convert_pixel_values(pixel_values: torch.Tensor, source, target) -> torch.Tensor:
     """Re-preprocess a batch made for processor `source` into what processor `target` gives.
 
@@ -182,13 +196,9 @@ def convert_pixel_values(pixel_values: torch.Tensor, source, target) -> torch.Te
     (antialiased bilinear) and apply `target`'s. Runs on the batch's device.
     """
 
-    def stats(processor, device):
-        channels = processor.num_channels
-        mean = processor.image_mean if processor.do_normalize else [0.0] * channels
-        std = processor.image_std if processor.do_normalize else [1.0] * channels
-        scale = float(processor.rescale_factor) * 255.0 if processor.do_rescale else 1.0
-        as_tensor = lambda v: torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1)  # noqa: E731
-        return as_tensor(mean), as_tensor(std), scale
+    def stats(processor, device):  # scale maps the processor's rescaled range back to [0, 1]
+        mean, std, scale = processor_stats(processor, device)
+        return mean, std, scale * 255.0 if processor.do_rescale else 1.0
 
     mean, std, scale = stats(source, pixel_values.device)
     x = (pixel_values.float() * std + mean) / scale  # (B, C, H, W) in [0, 1]
