@@ -162,7 +162,7 @@ def run_variant(name: str, args) -> dict:
         write_json(summary_path, summary)
     summary = read_json(summary_path, "a training summary")
     metrics = summary["eval_metrics"]
-    data = Path(cmd[cmd.index("--dataset", 4) + 1]) if "--dataset" in cmd[4:] else args.data
+    data = args.data_none if name in ("no_resampling", "class_balanced_sampler") else args.data
     flip = flip_metrics(out, data)
     params, mflops = model_cost(out)
     return {
