@@ -349,6 +349,8 @@ def main() -> None:
     run_dir = claim_run_dir(uploads_base)
     atexit.register(shutil.rmtree, run_dir, ignore_errors=True)  # also on an error exit
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # SIGINT too: a server started in the background (`cmd &`, nohup) inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, _stop_on_sigterm)
     # Gradio reads GRADIO_TEMP_DIR when the app is built: every upload and result of this run
     # goes to run_dir/gradio.
     os.environ["GRADIO_TEMP_DIR"] = str(run_dir / "gradio")
