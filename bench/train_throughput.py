@@ -172,7 +172,8 @@ def compare_kind(kind, dataset, cache_dir, args) -> dict:
     )
     faces = decoded_split(dataset, dataset, None, cache_dir, "train", processor)
     augmenter = BatchAugmenter(processor, augmentation)
-    precision = resolve_precision(kind, "auto", "auto", "cpu")
+    factorization = getattr(model.config.backbone_config, "factorization", None)
+    precision = resolve_precision(kind, "auto", "auto", "cpu", factorization)
     fast = Path_(
         copy.deepcopy(model),
         loader(faces, UInt8Collator(faces.array_path), args.batch_size, args.workers),

@@ -250,6 +250,10 @@ def test_auto_precision_per_kind_with_native_bf16(cpu_with_amx):
     assert resolve_precision("vit", "auto", "auto").bf16
     factorized = resolve_precision("factorized", "auto", "auto")
     assert not factorized.bf16 and factorized.channels_last
+    for factorization, dense in [("depthwise", False), ("both", False), ("spatial", True)]:
+        chosen = resolve_precision("factorized", "auto", "auto", "cpu", factorization)
+        assert chosen.bf16 is dense and chosen.channels_last
+    assert not resolve_precision("factorized", "fp32", "auto", "cpu", "spatial").bf16
     assert not resolve_precision("vit", "auto", "auto").channels_last
     assert resolve_precision("baseline", "auto", "auto").channels_last
     assert not resolve_precision("baseline", "auto", "false").channels_last

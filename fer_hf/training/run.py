@@ -137,7 +137,13 @@ def _teacher_precision(teacher, training_args):
     (bf16 for a ResNet or ViT teacher where bf16 is native, whatever the student uses)."""
     backbone = teacher.config.backbone_config.model_type
     kind = next(k for k, v in BACKBONE_TYPES.items() if v == backbone)
-    return resolve_precision(kind, training_args.precision, "auto", training_args.device)
+    return resolve_precision(
+        kind,
+        training_args.precision,
+        "auto",
+        training_args.device,
+        getattr(teacher.config.backbone_config, "factorization", None),
+    )
 
 
 def _resume_checkpoint(training_args) -> str | None:
@@ -230,6 +236,7 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         "bf16" if training_args.bf16 else training_args.precision,
         training_args.channels_last,
         training_args.device,
+        getattr(model.config.backbone_config, "factorization", None),
     )
     logger.info(
         "Training %s in %s, %s (%s).",
