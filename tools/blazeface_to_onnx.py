@@ -22,7 +22,9 @@ the .tflite (a Cast node widens them; ONNX Runtime folds it at load), and the ON
 `pixels`, uint8 RGB `(N, H, W, 3)`, doing MediaPipe's [-1, 1] scaling itself. Outputs:
 `regressors` `(N, anchors, 16)` and `classificators` `(N, anchors, 1)`, the tflite outputs.
 The batch and spatial axes are dynamic: the anchor grid then follows the input size (sides must be
-multiples of 32), which lets the detector run one pass at the scale a photo needs.
+multiples of 32), which lets the detector run one pass at the scale a photo needs. The converted
+graph then gets tools/blazeface_nchwc.py's exact rewrites (zero channels so ONNX Runtime's blocked
+CPU kernels cover the whole network).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import tflite
+from blazeface_nchwc import nchwc_friendly  # tools/, beside this script
 from onnx import TensorProto, helper, numpy_helper
 
 MODELS = {
@@ -367,10 +370,10 @@ def main() -> None:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     report = {}
     for target, name in MODELS.items():
-        model = convert(source / name)
+        model, rewrites = nchwc_friendly(convert(source / name))  # exact; see its docstring
         path = args.output_dir / target
         onnx.save(model, path)
-        report[target] = {"source": name, "bytes": path.stat().st_size}
+        report[target] = {"source": name, "bytes": path.stat().st_size, **rewrites}
         if args.check:
             from PIL import Image
 

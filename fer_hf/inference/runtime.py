@@ -19,14 +19,21 @@ FER_PROCESSOR_TYPE = "FerImageProcessor"
 PROCESSOR_FILE_NAME = "preprocessor_config.json"
 
 
-def onnx_session(model: str | Path | bytes, num_threads: int | None = None, spinning: bool = False):
+def onnx_session(
+    model: str | Path | bytes,
+    num_threads: int | None = None,
+    spinning: bool = False,
+    fixed_dimensions: dict[str, int] | None = None,
+):
     """A CPU `onnxruntime.InferenceSession` (full graph optimisation, `num_threads` intra-op).
 
     Sessions are thread-safe: one serves concurrent `run` calls. `spinning=False` lets ONNX
     Runtime's idle worker threads sleep instead of busy-waiting: on a CPU shared with other
     work (a Space's parallel requests, a training run) busy-waiting threads take cores from it;
     BlazeFace at 2 threads beside two training processes took 72 ms per 640x480 image spinning,
-    24 ms not (a bench/detection.py scene, 2-core Xeon).
+    24 ms not (a bench/detection.py scene, 2-core Xeon). `fixed_dimensions` fixes named
+    dynamic input axes (e.g. `{"height": 320}`) for the session's lifetime, so the graph
+    optimiser can plan for that shape.
     """
     import onnxruntime as ort
 
@@ -36,6 +43,8 @@ def onnx_session(model: str | Path | bytes, num_threads: int | None = None, spin
     if num_threads is not None:
         options.intra_op_num_threads = num_threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    for name, size in (fixed_dimensions or {}).items():
+        options.add_free_dimension_override_by_name(name, size)
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
