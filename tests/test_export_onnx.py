@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -114,6 +115,25 @@ def test_export_fp32_and_dynamic_int8(tiny_folders, tmp_path, kind):
         assert int8["top1_agreement_with_fp32"] >= 0.99
     for name in ("config.json", "preprocessor_config.json", "modeling_fer.py", "ort_config.json"):
         assert (out / name).is_file()
+
+
+def test_a_crop_trained_model_exports_at_its_centre_crop(tiny_folders, class_folders, tmp_path):
+    folder = tmp_path / "cropped"
+    shutil.copytree(tiny_folders["baseline"], folder)
+    config = json.loads((folder / "preprocessor_config.json").read_text())
+    config["crop_size"] = {"height": 24, "width": 24}  # 24 px centre crops of the 32 px face
+    (folder / "preprocessor_config.json").write_text(json.dumps(config))
+    report = export_model(
+        folder, tmp_path / "onnx", quantize_mode="static", data=image_source(class_folders),
+        measure_speed=False,
+    )  # fmt: skip
+    assert report["fp32"]["passed"] and "passed" in report["int8"]
+    session = ort.InferenceSession(
+        str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert session.get_inputs()[0].shape[1:] == [3, 24, 24]
+    saved = json.loads((tmp_path / "onnx" / "preprocessor_config.json").read_text())
+    assert saved["crop_size"] == {"height": 24, "width": 24}
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -31,6 +31,8 @@ skimage_data = pytest.importorskip("skimage.data")
         },
         {"size": 40, "do_grayscale": True, "num_channels": 3, "resample": 3},
         {"size": 32, "do_normalize": False, "do_rescale": False},
+        {"size": 48, "crop_size": 40, "num_channels": 1},  # a crop-trained model's centre crop
+        {"size": {"height": 50, "width": 47}, "crop_size": {"height": 41, "width": 40}},
     ],
 )
 def test_numpy_processor_equals_fer_image_processor(settings, tmp_path):

@@ -87,6 +87,20 @@ def test_bad_inputs():
         FerImageProcessor(num_channels=1, image_std=[0.0])
 
 
+def test_centre_crop_of_the_resized_face():
+    face_array = np.arange(48 * 48, dtype=np.uint8).reshape(48, 48)
+    whole = FerImageProcessor(num_channels=1)(face_array, return_tensors="np")["pixel_values"]
+    processor = FerImageProcessor(num_channels=1, crop_size=40)
+    assert processor.output_size == {"height": 40, "width": 40}
+    cropped = processor(face_array, return_tensors="np")["pixel_values"]
+    assert cropped.shape == (1, 1, 40, 40)
+    np.testing.assert_array_equal(cropped, whole[..., 4:44, 4:44])  # the centre, unscaled
+    skipped = processor(face_array, do_center_crop=False, return_tensors="np")["pixel_values"]
+    np.testing.assert_array_equal(skipped, whole)
+    with pytest.raises(ValueError, match="crop_size"):
+        FerImageProcessor(size=48, crop_size=49)
+
+
 def test_save_and_load(tmp_path):
     processor = FerImageProcessor(size=24, num_channels=1, do_grayscale=True, image_mean=[0.4])
     processor.save_pretrained(tmp_path)

@@ -110,6 +110,13 @@ def test_cache_resizes_and_converts_like_the_processor(splits, tmp_path):
         normalize_uint8(batch["images"], processor), expected["pixel_values"], rtol=0, atol=1e-6
     )
     assert batch["labels"].tolist() == [split[i]["label"] for i in (3, 0, 2)]
+    # a crop-trained model's processor: decoded at its full size, centre-cropped like its PIL path
+    processor.crop_size = {"height": 33, "width": 30}
+    expected = processor([split[i]["image"] for i in (3, 0, 2)], return_tensors="pt")
+    assert expected["pixel_values"].shape == (3, 3, 33, 30)
+    torch.testing.assert_close(
+        normalize_uint8(batch["images"], processor), expected["pixel_values"], rtol=0, atol=1e-6
+    )
 
 
 def test_views_index_rows_of_the_whole_split(splits, tmp_path):

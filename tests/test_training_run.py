@@ -165,6 +165,17 @@ def test_crop_trained_model_records_its_crop_size(data, tmp_path):
     out = tmp_path / "run"
     run(flags(data, out, "--max_steps", "2", "--crop_size", "24"))
     assert json.loads((out / "config.json").read_text())["train_crop_size"] == 24
+    # ... and is served (and was evaluated) on one centre crop of that size
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    assert processor["crop_size"] == {"height": 24, "width": 24}
+    # training it further on whole faces drops both
+    again = tmp_path / "again"
+    further = flags(data, again, "--max_steps", "1", "--model_name_or_path", str(out))
+    for flag in ("--image_size", "--model_overrides"):  # fixed by the model folder
+        del further[further.index(flag) : further.index(flag) + 2]
+    run(further)
+    assert json.loads((again / "config.json").read_text())["train_crop_size"] is None
+    assert json.loads((again / "preprocessor_config.json").read_text())["crop_size"] is None
 
 
 def test_load_time_resampling_refuses_to_compound(data, tmp_path):

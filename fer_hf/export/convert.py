@@ -118,7 +118,7 @@ def export_model(
         )
 
     model, processor = load_model_folder(model_dir)
-    onnx_config = onnx_config_for(model.config)
+    onnx_config = onnx_config_for(model.config, input_size=_input_size(processor))
     opset = opset or onnx_config.DEFAULT_ONNX_OPSET
     output.mkdir(parents=True, exist_ok=True)
     for stale in (QUANTIZED_FILE_NAME, ORT_CONFIG_FILE, PARITY_FILE):
@@ -249,6 +249,12 @@ def _save_companions(model, processor, model_dir: Path, output: Path) -> None:
     for code in model_dir.glob("*.py"):
         if not (output / code.name).exists():
             shutil.copy2(code, output / code.name)
+
+
+def _input_size(processor) -> int | None:
+    """The side of the square `pixel_values` the processor makes (its centre crop, if any)."""
+    out = getattr(processor, "crop_size", None) or getattr(processor, "size", None)
+    return out["height"] if out and out["height"] == out["width"] else None
 
 
 def _sample(data, purpose: str, num: int, seed: int, processor, config) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Must not import fer_hf.data, training, hub, inference or cli.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 from optimum.exporters.onnx.config import VisionOnnxConfig
@@ -16,8 +17,9 @@ class FerOnnxConfig(VisionOnnxConfig):
     """`FerForExpressionRecognition` (any backbone) for the "image-classification" task.
 
     Input `pixel_values` (batch, channels, height, width) with a dynamic batch axis; channels and
-    side come from the config (the saved processor always resizes to them, so fixed spatial axes
-    let ONNX Runtime fold shapes). Outputs `logits` and, when the model has the head,
+    side come from the config, the side being the processor's output (`onnx_config_for`'s
+    `input_size`: the centre crop of a crop-trained model), so fixed spatial axes let ONNX
+    Runtime fold shapes. Outputs `logits` and, when the model has the head,
     `valence_arousal` (batch, 2).
     """
 
@@ -48,12 +50,16 @@ class FerOnnxConfig(VisionOnnxConfig):
 ONNX_CONFIGS: dict[str, type[VisionOnnxConfig]] = {"fer_expression": FerOnnxConfig}
 
 
-def onnx_config_for(config: PretrainedConfig) -> VisionOnnxConfig:
-    """The `OnnxConfig` instance for a model `config` of one of our model types."""
+def onnx_config_for(config: PretrainedConfig, input_size: int | None = None) -> VisionOnnxConfig:
+    """The `OnnxConfig` instance for a model `config` of one of our model types; `input_size`
+    (the side of the processor's output, e.g. its centre crop) overrides `image_size`."""
     model_type = getattr(config, "model_type", None)
     if model_type not in ONNX_CONFIGS:
         raise ValueError(
             f"No ONNX export config for model_type {model_type!r}; expected one of "
             f"{sorted(ONNX_CONFIGS)} (a folder written by `fer-hf init` or training)."
         )
+    if input_size is not None and input_size != getattr(config, "image_size", None):
+        config = copy.deepcopy(config)
+        config.image_size = input_size  # the exported graph's fixed spatial axes
     return ONNX_CONFIGS[model_type](config)

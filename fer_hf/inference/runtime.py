@@ -76,6 +76,10 @@ class NumpyFerImageProcessor:
         self.image_std = np.asarray(
             config.get("image_std") or [0.5] * self.num_channels, np.float32
         )
+        crop = config.get("crop_size")
+        if isinstance(crop, int):
+            crop = {"height": crop, "width": crop}
+        self.crop_size = None if crop is None else {k: int(crop[k]) for k in ("height", "width")}
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> NumpyFerImageProcessor | None:
@@ -90,7 +94,8 @@ class NumpyFerImageProcessor:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(size={self.size}, grayscale={self.do_grayscale}, "
+            f"{type(self).__name__}(size={self.size}, crop_size={self.crop_size}, "
+            f"grayscale={self.do_grayscale}, "
             f"num_channels={self.num_channels})"
         )
 
@@ -100,14 +105,17 @@ class NumpyFerImageProcessor:
         if isinstance(images, Image.Image | np.ndarray):
             images = [images]
         gray = self.do_grayscale or self.num_channels == 1
-        batch = np.empty(
-            (len(images), self.num_channels, self.size["height"], self.size["width"]), np.float32
-        )
+        out = self.crop_size or self.size
+        batch = np.empty((len(images), self.num_channels, out["height"], out["width"]), np.float32)
         for i, image in enumerate(images):
             pil = image if isinstance(image, Image.Image) else Image.fromarray(_hwc_uint8(image))
             pil = pil.convert("L" if gray else "RGB")
             if self.do_resize:
                 pil = pil.resize((self.size["width"], self.size["height"]), resample=self.resample)
+            if self.crop_size is not None:
+                crop = self.crop_size
+                left, top = (pil.width - crop["width"]) // 2, (pil.height - crop["height"]) // 2
+                pil = pil.crop((left, top, left + crop["width"], top + crop["height"]))
             array = np.asarray(pil, dtype=np.float32)
             array = array[..., None] if array.ndim == 2 else array  # (H, W, 1 or 3)
             if array.shape[-1] != self.num_channels:

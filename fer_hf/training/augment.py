@@ -188,8 +188,13 @@ class BatchAugmenter:
 
 def normalize_uint8(images: torch.Tensor, processor) -> torch.Tensor:
     """(B, H, W, C) uint8 already at the processor's size and mode -> `pixel_values`, exactly as
-    the processor computes them (rescale, normalise; gray repeated to its channels)."""
+    the processor computes them (centre crop, rescale, normalise; gray repeated to its
+    channels)."""
     x = images.permute(0, 3, 1, 2).float()
+    crop = getattr(processor, "crop_size", None)
+    if crop is not None:  # the processor's centre crop, same box as its PIL crop
+        top, left = (x.shape[-2] - crop["height"]) // 2, (x.shape[-1] - crop["width"]) // 2
+        x = x[..., top : top + crop["height"], left : left + crop["width"]]
     x = to_channels(x, processor.num_channels)
     mean, std, scale = processor_stats(processor, images.device)
     return ((x * scale - mean) / std).contiguous()

@@ -6,6 +6,7 @@ models, metrics and labels; never export, hub or cli.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -74,6 +75,9 @@ def predict(model, processor, dataset, batch_size: int = 64, tta: str = "none", 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device)
     crop_size = getattr(model.config, "train_crop_size", None)
+    if tta == "tencrop" and getattr(processor, "crop_size", None) is not None:
+        processor = copy.copy(processor)  # ten crops of the whole face, not of its centre crop
+        processor.crop_size = None
     loader = torch.utils.data.DataLoader(
         dataset.with_transform(FerTransform(processor)), batch_size=batch_size, collate_fn=collate
     )

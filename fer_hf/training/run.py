@@ -282,6 +282,13 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         )
     if data_args.crop_size is not None:  # recorded with the model: ten-crop TTA matches it
         model.config.train_crop_size = data_args.crop_size
+    else:  # a crop-trained model trained further on whole faces is no longer one
+        model.config.train_crop_size = None
+    # A model trained on random crops is served one centre crop of that size (the processor's
+    # `crop_size`): its training scale. Evaluation here (and in the saved folder) does the same;
+    # decoding and the random crops work on the processor's full `size`.
+    crop = data_args.crop_size
+    processor.crop_size = None if crop is None else {"height": crop, "width": crop}
     augmenter = test_dataset = None
     if data_args.data_pipeline == "decoded":
         cache_dir = cache_dir_for(data_args, training_args.output_dir)

@@ -208,7 +208,8 @@ def convert_pixel_values(pixel_values: torch.Tensor, source, target) -> torch.Te
         x = (x * weights).sum(dim=1, keepdim=True)
     if x.shape[1] != target.num_channels:
         x = x.expand(-1, target.num_channels, -1, -1)
-    size = (target.size["height"], target.size["width"])
+    out = target.crop_size or target.size  # what the target model takes
+    size = (out["height"], out["width"])
     if tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     mean, std, scale = stats(target, x.device)
