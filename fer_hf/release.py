@@ -162,6 +162,11 @@ def _save_weights(run_dir: Path, staging: Path, data: Path, split: str, batch_si
 
     model, processor = load_model_folder(run_dir)
     labels = label_names(model.config)
+    crop = getattr(model.config, "train_crop_size", None)
+    if crop and getattr(processor, "crop_size", "none") is None:
+        # A crop-trained run from before processors carried the crop: serve its training scale.
+        processor.crop_size = {"height": crop, "width": crop}
+        logger.info("Serving one %d px centre crop (the model's train_crop_size).", crop)
     model = model.float()  # the config's `dtype` follows the model: float32, what users run
     state, kept = _fp16_state_dict(model)
     model.save_pretrained(staging, state_dict=state, safe_serialization=True)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -247,6 +248,22 @@ def test_overwrite_only_when_asked_and_onnx_by_size(run_dir, data, tmp_path, mon
     assert json.loads((out / "metrics.json").read_text())["split"] == "test"
     assert ModelCard.load(out / "README.md").data.model_name == "tiny"
     assert report["size_bytes"] == sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+
+def test_a_crop_trained_run_is_released_with_its_centre_crop(run_dir, data, tmp_path):
+    """A run trained on 24 px random crops whose processor predates `crop_size` (as runs of
+    older fer-hf versions): the release serves its training scale, and exports at it."""
+    old_run = tmp_path / "old-run"
+    shutil.copytree(run_dir, old_run)
+    config = json.loads((old_run / "config.json").read_text())
+    (old_run / "config.json").write_text(json.dumps({**config, "train_crop_size": 24}))
+    out = tmp_path / "rel"
+    report = build_release(old_run, out, data, license=LICENSE, measure_speed=False)
+    assert report["passed"]
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    assert processor["crop_size"] == {"height": 24, "width": 24}
+    assert json.loads((out / "onnx" / "preprocessor_config.json").read_text())["crop_size"]
+    assert json.loads((out / "config.json").read_text())["train_crop_size"] == 24
 
 
 def test_failed_build_leaves_the_output_as_it_was(run_dir, data, tmp_path):
