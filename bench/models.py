@@ -42,7 +42,7 @@ def config_overrides(name: str) -> dict:
 MODELS = {
     "baseline": ("baseline", config_overrides("baseline_fer2013_cpu")),
     "vit": ("vit", config_overrides("vit_fer2013_cpu")),
-    "factorized": ("factorized", config_overrides("factorized_fer2013_wide")),
+    "factorized": ("factorized", config_overrides("factorized_fer2013_spatial")),
     "factorized_default": ("factorized", {}),
     "factorized_none": ("factorized", {"factorization": "none"}),
     "factorized_spatial": ("factorized", {"factorization": "spatial"}),
