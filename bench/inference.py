@@ -56,13 +56,15 @@ def build(kind: str, workdir: Path, calibration: Path | None, folder: Path | Non
 
     from fer_hf.data import image_source
     from fer_hf.export import export_model, quantize
-    from fer_hf.models import BACKBONE_TYPES, init_model_folder, register
+    from fer_hf.models import BACKBONE_TYPES, init_model_folder, load_processor, register
 
     register()
     kinds = {backbone: name for name, backbone in BACKBONE_TYPES.items()}
     if folder is None:
         folder = init_model_folder(kind, workdir / kind)
     config = AutoConfig.from_pretrained(folder)
+    processor = load_processor(folder)
+    side = processor.crop_size or processor.size  # what the model takes (a centre crop, if any)
     data = calibration if calibration is not None else _noise_folder(workdir, config.image_size)
     onnx_dir = workdir / f"{kind}-onnx"
     export_model(
@@ -85,7 +87,7 @@ def build(kind: str, workdir: Path, calibration: Path | None, folder: Path | Non
             "onnx-int8-dynamic": dynamic_dir / QUANTIZED_FILE_NAME,
         },
         "onnx_dir": onnx_dir,
-        "input_shape": (config.num_channels, config.image_size, config.image_size),
+        "input_shape": (config.num_channels, side["height"], side["width"]),
         "backbone": config.backbone_config.model_type,
         "model_kind": kinds.get(config.backbone_config.model_type, kind),
     }
