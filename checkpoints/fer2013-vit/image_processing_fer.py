@@ -35,7 +35,9 @@ class FerImageProcessor(BaseImageProcessor):
 
     1. to a PIL image in mode "L" when `do_grayscale` or `num_channels == 1`, else "RGB" (a model
        trained on grayscale data such as FER2013 sees webcam colour photos as gray too);
-    2. resize to `size`;
+    2. resize to `size`, then (when `crop_size` is set) crop its centre to `crop_size`: a model
+       trained on random crops of the resized face (the FER2013 literature's 40 px crops of
+       48 px faces) then sees one view at its training scale;
     3. to `num_channels` channels (gray is repeated to 3 for a 3-channel model);
     4. rescale by `rescale_factor` and normalise with `image_mean`/`image_std`; channels first.
 
@@ -46,6 +48,8 @@ class FerImageProcessor(BaseImageProcessor):
             Output size; an int means a square.
         resample (`PILImageResampling`, *optional*, defaults to `BILINEAR`):
             Resampling filter of the resize.
+        crop_size (`dict[str, int]` or `int`, *optional*):
+            Centre crop taken from the resized face (no crop when None); the output size then.
         do_grayscale (`bool`, *optional*, defaults to `False`):
             Convert colour images to grayscale (ITU-R 601 luma, as PIL's "L" mode) first.
         num_channels (`int`, *optional*, defaults to 3):
@@ -78,6 +82,7 @@ class FerImageProcessor(BaseImageProcessor):
         do_normalize: bool = True,
         image_mean: list[float] | None = None,
         image_std: list[float] | None = None,
+        crop_size: dict[str, int] | int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -102,6 +107,19 @@ class FerImageProcessor(BaseImageProcessor):
         self.do_normalize = do_normalize
         self.image_mean = image_mean
         self.image_std = image_std
+        self.crop_size = None if crop_size is None else get_size_dict(crop_size)
+        if self.crop_size is not None and not (
+            0 < self.crop_size["height"] <= self.size["height"]
+            and 0 < self.crop_size["width"] <= self.size["width"]
+        ):
+            raise ValueError(
+                f"`crop_size` {self.crop_size} must be positive and fit in `size` {self.size}."
+            )
+
+    @property
+    def output_size(self) -> dict[str, int]:
+        """`{"height", "width"}` of the `pixel_values` this processor makes."""
+        return dict(self.crop_size or self.size)
 
     def _to_pil(self, image, input_data_format: ChannelDimension | str | None) -> PIL.Image.Image:
         if isinstance(image, PIL.Image.Image):
@@ -138,10 +156,12 @@ class FerImageProcessor(BaseImageProcessor):
         do_normalize: bool | None = None,
         image_mean: list[float] | None = None,
         image_std: list[float] | None = None,
+        do_center_crop: bool | None = None,
         return_tensors: str | TensorType | None = None,
         input_data_format: ChannelDimension | str | None = None,
     ) -> BatchFeature:
         """Preprocess one image or a batch; arguments left as None take the processor's values.
+        `do_center_crop=False` skips the centre crop (e.g. for ten-crop test-time augmentation).
 
         `input_data_format` says where the channels of array inputs are ("channels_first" or
         "channels_last"); inferred when None. Returns a `BatchFeature` with `pixel_values` of
@@ -156,6 +176,7 @@ class FerImageProcessor(BaseImageProcessor):
         do_normalize = self.do_normalize if do_normalize is None else do_normalize
         mean = np.asarray(self.image_mean if image_mean is None else image_mean, np.float32)
         std = np.asarray(self.image_std if image_std is None else image_std, np.float32)
+        crop = self.crop_size if do_center_crop is not False else None
 
         images = _flat_images(images)
         if not images or not valid_images(images):
@@ -169,6 +190,9 @@ class FerImageProcessor(BaseImageProcessor):
             pil = self._to_pil(image, input_data_format).convert("L" if gray else "RGB")
             if do_resize:
                 pil = pil.resize((size["width"], size["height"]), resample=resample)
+            if crop is not None:
+                left, top = (pil.width - crop["width"]) // 2, (pil.height - crop["height"]) // 2
+                pil = pil.crop((left, top, left + crop["width"], top + crop["height"]))
             array = np.asarray(pil, dtype=np.float32)
             array = array[..., None] if array.ndim == 2 else array  # (H, W, 1 or 3)
             if array.shape[-1] != self.num_channels:
