@@ -201,6 +201,17 @@ def test_cross_dataset_evaluation_is_named_as_such(release, tmp_path):
         assert caveat in card.text
 
 
+def test_input_line_names_the_centre_crop(release, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(release["model_dir"], folder)
+    assert "then its centre" not in render_model_card(load_release(folder), REPO_ID).text
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    processor["crop_size"] = {"height": 28, "width": 28}
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    text = render_model_card(load_release(folder), REPO_ID).text
+    assert "then its centre 28x28 px (the model was trained on random crops" in text
+
+
 def test_speed_section_takes_the_matching_bench_entries(release, tmp_path, caplog):
     n_params = load_release(release["model_dir"]).num_parameters
     entry = {"params": n_params, "mflops": 1.25, "latency_ms_b1": 0.5, "throughput_b64": 9000.0}

@@ -149,6 +149,12 @@ def _input_description(release: Release) -> str:
     if isinstance(size, dict):
         size = "x".join(str(size[k]) for k in ("height", "width", "shortest_edge") if k in size)
     parts = [f"a face crop resized to {size} px" if size else "a face crop"]
+    crop = processor.get("crop_size")
+    if isinstance(crop, dict) and size:
+        parts[0] += (
+            f", then its centre {crop['height']}x{crop['width']} px (the model was trained on "
+            "random crops of that size)"
+        )
     channels = release.config.get("backbone_config", {}).get("num_channels")
     if channels:
         parts.append(f"{channels} channel{'s' if channels != 1 else ''}")
