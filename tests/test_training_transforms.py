@@ -90,6 +90,18 @@ def test_records_without_affect_get_nan_and_collate_stacks():
     assert torch.isnan(stacked["valence"]).all() and stacked["labels"].tolist() == [0, 1, 2]
 
 
+def test_convert_pixel_values_gives_a_crop_trained_teacher_its_centre_crop():
+    whole = FerImageProcessor(size=48, num_channels=1)
+    teacher = FerImageProcessor(size=48, num_channels=1, crop_size=40)
+    faces = [np.random.default_rng(i).integers(0, 256, (48, 48), dtype=np.uint8) for i in range(3)]
+    student_batch = whole(faces, return_tensors="pt")["pixel_values"]
+    expected = teacher(faces, return_tensors="pt")["pixel_values"]  # its centre crops
+    converted = convert_pixel_values(student_batch, whole, teacher)
+    torch.testing.assert_close(converted, expected, atol=1e-5, rtol=0)
+    crops = student_batch[..., 4:44, 4:44]  # random 40 px crops from a crop-trained student
+    torch.testing.assert_close(convert_pixel_values(crops, teacher, teacher), crops)
+
+
 def test_convert_pixel_values_matches_the_other_processor():
     images = batch(mode="L", size=(48, 48))["image"]
     gray = torch.as_tensor(np.stack(GRAY(images)["pixel_values"]))

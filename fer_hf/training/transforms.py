@@ -192,8 +192,9 @@ def convert_pixel_values(pixel_values: torch.Tensor, source, target) -> torch.Te
     """Re-preprocess a batch made for processor `source` into what processor `target` gives.
 
     Used to feed a distillation teacher whose size, channels or normalisation differ from the
-    student's: undo `source`'s normalisation, convert channels (luma or repeat), resize
-    (antialiased bilinear) and apply `target`'s. Runs on the batch's device.
+    student's: undo `source`'s normalisation, convert channels (luma or repeat), take `target`'s
+    centre crop of a face at its full size or else resize (antialiased bilinear) to what it takes,
+    and apply `target`'s normalisation. Runs on the batch's device.
     """
 
     def stats(processor, device):  # scale maps the processor's rescaled range back to [0, 1]
@@ -208,7 +209,13 @@ def convert_pixel_values(pixel_values: torch.Tensor, source, target) -> torch.Te
         x = (x * weights).sum(dim=1, keepdim=True)
     if x.shape[1] != target.num_channels:
         x = x.expand(-1, target.num_channels, -1, -1)
-    out = target.crop_size or target.size  # what the target model takes
+    crop, full = target.crop_size, (target.size["height"], target.size["width"])
+    if crop is not None and tuple(x.shape[-2:]) == full:
+        # A whole face at the size a crop-trained target resizes to: its own centre crop, so it
+        # sees the face at its training scale (not the whole face shrunk to the crop size).
+        top, left = (full[0] - crop["height"]) // 2, (full[1] - crop["width"]) // 2
+        x = x[..., top : top + crop["height"], left : left + crop["width"]]
+    out = crop or target.size  # what the target model takes
     size = (out["height"], out["width"])
     if tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
