@@ -64,7 +64,7 @@ def build(kind: str, workdir: Path, calibration: Path | None, folder: Path | Non
         folder = init_model_folder(kind, workdir / kind)
     config = AutoConfig.from_pretrained(folder)
     processor = load_processor(folder)
-    side = processor.crop_size or processor.size  # what the model takes (a centre crop, if any)
+    side = processor.output_size  # what the model takes (a centre crop, if any)
     data = calibration if calibration is not None else _noise_folder(workdir, config.image_size)
     onnx_dir = workdir / f"{kind}-onnx"
     export_model(

@@ -163,7 +163,7 @@ def _save_weights(run_dir: Path, staging: Path, data: Path, split: str, batch_si
     model, processor = load_model_folder(run_dir)
     labels = label_names(model.config)
     crop = getattr(model.config, "train_crop_size", None)
-    if crop and getattr(processor, "crop_size", "none") is None:
+    if crop and processor.crop_size is None:
         # A crop-trained run from before processors carried the crop: serve its training scale.
         processor.crop_size = {"height": crop, "width": crop}
         logger.info("Serving one %d px centre crop (the model's train_crop_size).", crop)

@@ -253,7 +253,7 @@ def _save_companions(model, processor, model_dir: Path, output: Path) -> None:
 
 def _input_size(processor) -> int | None:
     """The side of the square `pixel_values` the processor makes (its centre crop, if any)."""
-    out = getattr(processor, "crop_size", None) or getattr(processor, "size", None)
+    out = getattr(processor, "output_size", None)
     return out["height"] if out and out["height"] == out["width"] else None
 
 

@@ -25,7 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .transforms import _LUMA, Augmentation, processor_stats
+from .transforms import _LUMA, Augmentation, centre_crop, processor_stats
 
 
 def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -191,10 +191,8 @@ def normalize_uint8(images: torch.Tensor, processor) -> torch.Tensor:
     the processor computes them (centre crop, rescale, normalise; gray repeated to its
     channels)."""
     x = images.permute(0, 3, 1, 2).float()
-    crop = getattr(processor, "crop_size", None)
-    if crop is not None:  # the processor's centre crop, same box as its PIL crop
-        top, left = (x.shape[-2] - crop["height"]) // 2, (x.shape[-1] - crop["width"]) // 2
-        x = x[..., top : top + crop["height"], left : left + crop["width"]]
+    if getattr(processor, "crop_size", None) is not None:
+        x = centre_crop(x, processor.crop_size)
     x = to_channels(x, processor.num_channels)
     mean, std, scale = processor_stats(processor, images.device)
     return ((x * scale - mean) / std).contiguous()

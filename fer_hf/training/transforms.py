@@ -188,6 +188,13 @@ def processor_stats(processor, device=None) -> tuple[torch.Tensor, torch.Tensor,
     return as_tensor(mean), as_tensor(std), scale
 
 
+def centre_crop(x: torch.Tensor, crop: dict[str, int]) -> torch.Tensor:
+    """The `crop` (`{"height", "width"}`) centre of a (..., H, W) batch: the same box as
+    `FerImageProcessor`'s PIL crop."""
+    top, left = (x.shape[-2] - crop["height"]) // 2, (x.shape[-1] - crop["width"]) // 2
+    return x[..., top : top + crop["height"], left : left + crop["width"]]
+
+
 def convert_pixel_values(pixel_values: torch.Tensor, source, target) -> torch.Tensor:
     """Re-preprocess a batch made for processor `source` into what processor `target` gives.
 
@@ -209,18 +216,16 @@ def convert_pixel_values(pixel_values: torch.Tensor, source, target) -> torch.Te
         x = (x * weights).sum(dim=1, keepdim=True)
     if x.shape[1] != target.num_channels:
         x = x.expand(-1, target.num_channels, -1, -1)
-    crop, full = target.crop_size, (target.size["height"], target.size["width"])
-    if crop is not None and tuple(x.shape[-2:]) == full:
+    full = (target.size["height"], target.size["width"])
+    if target.crop_size is not None and tuple(x.shape[-2:]) == full:
         # A whole face at the size a crop-trained target resizes to: its own centre crop, so it
         # sees the face at its training scale (not the whole face shrunk to the crop size).
-        top, left = (full[0] - crop["height"]) // 2, (full[1] - crop["width"]) // 2
-        x = x[..., top : top + crop["height"], left : left + crop["width"]]
-    out = crop or target.size  # what the target model takes
-    size = (out["height"], out["width"])
+        x = centre_crop(x, target.crop_size)
+    size = (target.output_size["height"], target.output_size["width"])  # what the target takes
     if tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     mean, std, scale = stats(target, x.device)
     return ((x * scale - mean) / std).to(pixel_values.dtype)
 
 
-__all__ = ["Augmentation", "FerTransform", "collate", "convert_pixel_values"]
+__all__ = ["Augmentation", "FerTransform", "centre_crop", "collate", "convert_pixel_values"]
