@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fer_hf.inference import BlazeFaceDetector, Face, FaceDetector
-from fer_hf.inference.blazeface import decode, ssd_anchors, weighted_nms
+from fer_hf.inference.blazeface import decode, ssd_anchors, stacked_passes, weighted_nms
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -110,6 +110,31 @@ def test_anchor_grids():
     assert full.shape == (2304, 2)
     np.testing.assert_array_equal(full[[0, 1, 48]], [[2, 2], [6, 2], [2, 6]])
     assert ssd_anchors(160, 192, (4,)).shape == (40 * 48, 2)  # any multiple-of-32 input
+
+
+def test_stacked_passes_equal_separate_passes(astronaut):
+    """A photo's passes run as one graph (`stacked_passes`): the same outputs as one session per
+    pass, and three passes stack as well as two."""
+    sessions = BlazeFaceDetector()._session
+    inputs = []
+    for side, height in ((416, 320), (192, 160), (96, 64)):
+        pixels = np.zeros((1, height, side, 3), np.uint8)
+        pixels[0, : height - 8] = cv2.resize(astronaut, (side, height - 8))  # padded below
+        inputs.append(pixels)
+    separate = [
+        sessions.run(["regressors", "classificators"], {"pixels": pixels}) for pixels in inputs
+    ]
+    for count in (2, 3):
+        together = sessions.run_passes(inputs[:count])
+        assert len(together) == count
+        for (regressors, logits), (expected_regressors, expected_logits) in zip(
+            together, separate, strict=False
+        ):
+            np.testing.assert_allclose(logits, expected_logits, atol=1e-4)
+            np.testing.assert_allclose(regressors, expected_regressors, atol=1e-3)
+    shapes = [tuple(pixels.shape[:3]) for pixels in inputs[:2]]
+    assert sessions.session(shapes) is sessions.session(shapes)  # loaded once per shape tuple
+    assert stacked_passes(b"not parsed", 1) == b"not parsed"
 
 
 @pytest.mark.parametrize("model", ["short", "full"])

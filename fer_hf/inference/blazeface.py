@@ -179,7 +179,7 @@ class BlazeFaceDetector:
         num_threads (`int | None`, defaults to None): ONNX Runtime intra-op threads; None lets
             ONNX Runtime use every core.
         fallback (`bool`, defaults to True): the short-range pass (scores above 0.7 only) when
-            nothing else is found (with model "full").
+            nothing else is found (with model "full"); it runs on one thread.
     """
 
     def __init__(
@@ -215,7 +215,8 @@ class BlazeFaceDetector:
         self.fallback = bool(fallback) and model == "full"
         self._fallback_session = None
         if self.fallback:
-            self._fallback_session = _session(BLAZEFACE_MODELS["short"][0], num_threads)
+            # One thread: a 128 px pass gains nothing from waking a second one.
+            self._fallback_session = _session(BLAZEFACE_MODELS["short"][0], 1)
 
     @classmethod
     def for_video(cls, **overrides) -> BlazeFaceDetector:
@@ -250,25 +251,25 @@ class BlazeFaceDetector:
         """Faces with boxes, scores and keypoints in pixels of `image`; largest first."""
         image = _as_rgb_uint8(image)
         height, width = image.shape[:2]
-        all_points, all_scores = [], []
+        inputs, scales = [], []
         source, source_scale = image, 1.0  # larger passes first; each resizes the last one
         for side in sorted(self.input_sides, reverse=True):
             scale = min(side / max(height, width), 2.0)  # input pixels per image pixel
-            resized = _resize(source, (width, height), scale, source_scale)
+            inputs.append(_resize(source, (width, height), scale, source_scale))
+            scales.append(scale)
             if scale < source_scale:
-                source, source_scale = resized, scale
-            points, scores = self._pass(self.model, self._session, resized)
-            all_points.append(points / scale)  # to image pixels
-            all_scores.append(scores)
-        if self.fallback and not any(len(s) for s in all_scores):
+                source, source_scale = inputs[-1], scale
+        passes = self._passes(self.model, self._session, inputs)
+        if self.fallback and not any(len(scores) for _, scores in passes):
             side = BLAZEFACE_MODELS["short"][1][0]
             scale = min(side / max(height, width), 2.0)
             resized = _resize(source, (width, height), scale, source_scale)
-            points, scores = self._pass(
-                "short", self._fallback_session, resized, max(self.min_score, FALLBACK_MIN_SCORE)
+            passes += self._passes(
+                "short", self._fallback_session, [resized], max(self.min_score, FALLBACK_MIN_SCORE)
             )
-            all_points.append(points / scale)
-            all_scores.append(scores)
+            scales.append(scale)
+        all_points = [points / scale for (points, _), scale in zip(passes, scales, strict=True)]
+        all_scores = [scores for _, scores in passes]
         points, scores = weighted_nms(
             np.concatenate(all_points), np.concatenate(all_scores), self.iou_threshold
         )
@@ -281,23 +282,30 @@ class BlazeFaceDetector:
                 faces.append(Face(box, float(score), pts[2:].astype(np.float32)))
         return sorted(faces, key=lambda f: (-f.box[2] * f.box[3], f.box[0], f.box[1]))
 
-    def _pass(
-        self, model: str, session, image: np.ndarray, min_score: float | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One network pass on a resized image: decoded points (input pixels) and scores."""
+    def _passes(
+        self, model: str, sessions: _SessionPerShape, images: list, min_score: float | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The network's passes on resized images, all in one ONNX Runtime call: each pass's
+        decoded points (input pixels) and scores."""
         _, _, strides, multiple = BLAZEFACE_MODELS[model]
-        height, width = image.shape[:2]
-        # Padded (black, bottom/right) to the sides every SAME padding and 2x resize expects.
-        shape = (1, -(-height // multiple) * multiple, -(-width // multiple) * multiple, 3)
-        pixels = np.zeros(shape, np.uint8)
-        pixels[0, :height, :width] = image
-        regressors, logits = session.run(["regressors", "classificators"], {"pixels": pixels})
-        key = (model, shape[1], shape[2])
-        anchors = self._anchors.get(key)
-        if anchors is None:  # a benign race: two threads may both build the same array
-            anchors = self._anchors[key] = ssd_anchors(shape[1], shape[2], strides)
+        batches = []
+        for image in images:
+            height, width = image.shape[:2]
+            # Padded (black, bottom/right) to the sides every SAME padding and 2x resize expects.
+            shape = (1, -(-height // multiple) * multiple, -(-width // multiple) * multiple, 3)
+            pixels = np.zeros(shape, np.uint8)
+            pixels[0, :height, :width] = image
+            batches.append(pixels)
         min_score = self.min_score if min_score is None else min_score
-        return decode(regressors[0], logits[0, :, 0], anchors, min_score)
+        decoded = []
+        for pixels, (regressors, logits) in zip(batches, sessions.run_passes(batches), strict=True):
+            height, width = pixels.shape[1:3]
+            anchors = self._anchors.get((model, height, width))
+            if anchors is None:  # a benign race: two threads may both build the same array
+                anchors = ssd_anchors(height, width, strides)
+                self._anchors[(model, height, width)] = anchors
+            decoded.append(decode(regressors[0], logits[0, :, 0], anchors, min_score))
+        return decoded
 
 
 def _resize(source: np.ndarray, size: tuple[int, int], scale: float, source_scale: float):
@@ -329,41 +337,121 @@ def _session(file_name: str, num_threads: int | None) -> _SessionPerShape:
     return _SessionPerShape(model, num_threads)
 
 
+_AXES = ("batch", "height", "width")
+
+
+def stacked_passes(model: bytes, passes: int) -> bytes:
+    """The detector graph `passes` times side by side in one ONNX graph sharing its weights.
+
+    Copy `i` reads `pixels_i` (axes `batch_i`, `height_i`, `width_i`) and writes `regressors_i`
+    and `classificators_i`, so one `run` does every pass of a photo: one session and one trip
+    through ONNX Runtime's executor and thread pool instead of one per pass. `passes == 1`
+    returns `model` unchanged.
+    """
+    if passes == 1:
+        return model
+    import onnx  # only here: the one-pass video setting never loads it
+
+    source = onnx.load_from_string(model)
+    graph = source.graph
+    shared = {tensor.name for tensor in graph.initializer}
+
+    def renamed(values, suffix):
+        out = []
+        for value in values:
+            copy_ = onnx.ValueInfoProto()
+            copy_.CopyFrom(value)
+            copy_.name += suffix
+            for dim in copy_.type.tensor_type.shape.dim:
+                if dim.dim_param:
+                    dim.dim_param += suffix
+            out.append(copy_)
+        return out
+
+    nodes, inputs, outputs = [], [], []
+    for i in range(passes):
+        suffix = f"_{i}"
+        for index, node in enumerate(graph.node):
+            copy_ = onnx.NodeProto()
+            copy_.CopyFrom(node)
+            copy_.name = f"{node.name or f'node{index}'}{suffix}"
+            for k, name in enumerate(copy_.input):
+                if name and name not in shared:
+                    copy_.input[k] = name + suffix
+            for k, name in enumerate(copy_.output):
+                if name:
+                    copy_.output[k] = name + suffix
+            nodes.append(copy_)
+        inputs += renamed(graph.input, suffix)
+        outputs += renamed(graph.output, suffix)
+    stacked = onnx.helper.make_graph(
+        nodes, f"{graph.name}_x{passes}", inputs, outputs, initializer=list(graph.initializer)
+    )
+    result = onnx.helper.make_model(
+        stacked, opset_imports=source.opset_import, ir_version=source.ir_version
+    )
+    return result.SerializeToString()
+
+
 class _SessionPerShape:
-    """One model's ONNX Runtime sessions, one per input shape, `run` like a session.
+    """One model's ONNX Runtime sessions, one per tuple of pass input shapes.
 
     With the input's size fixed when a session loads, ONNX Runtime can prove the shapes on every
     residual path equal and fuse each convolution with its `Add` and `Relu` in its blocked CPU
     layout instead of reshaping around them: the full-range model's 416x320 pass takes ~15% less
-    time at 2 threads than in one dynamic-shape session (2-core AMD EPYC, AVX-512). Each new
-    shape costs one load (~40 ms); inputs are padded to multiples of 32, so a photo size needs
-    one shape per pass, and the least recently used session goes beyond `limit` shapes.
-    Thread-safe, like the sessions themselves.
+    time at 2 threads than in one dynamic-shape session (2-core AMD EPYC, AVX-512). A photo's
+    passes run in one session of `stacked_passes` (one `run` for all). Each new shape tuple
+    costs one load (~40 ms per pass); inputs are padded to multiples of 32, so a photo size
+    needs one session, and the least recently used session goes beyond `limit`. Thread-safe,
+    like the sessions themselves.
     """
 
     def __init__(self, model: bytes, num_threads: int | None, limit: int = 8):
-        self._model = model
+        self._models = {1: model}  # number of passes -> graph
         self._num_threads = num_threads
         self._limit = limit
-        self._sessions: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._sessions: OrderedDict[tuple[tuple[int, ...], ...], object] = OrderedDict()
         self._lock = threading.Lock()
 
-    def session(self, shape: tuple[int, ...]):
-        """The session for an `(N, H, W, 3)` input shape, loaded on first use."""
-        shape = tuple(int(s) for s in shape[:3])
+    def session(self, shapes: list[tuple[int, ...]]):
+        """The session for `(N, H, W, 3)` input shapes (one per pass), loaded on first use."""
+        shapes = tuple(tuple(int(s) for s in shape[:3]) for shape in shapes)
         with self._lock:
-            session = self._sessions.get(shape)
+            session = self._sessions.get(shapes)
             if session is not None:
-                self._sessions.move_to_end(shape)
+                self._sessions.move_to_end(shapes)
                 return session
-        dimensions = dict(zip(("batch", "height", "width"), shape, strict=True))
-        session = onnx_session(self._model, self._num_threads, fixed_dimensions=dimensions)
+            model = self._models.get(len(shapes))
+        if model is None:
+            model = stacked_passes(self._models[1], len(shapes))
+            with self._lock:
+                model = self._models.setdefault(len(shapes), model)
+        if len(shapes) == 1:
+            dimensions = dict(zip(_AXES, shapes[0], strict=True))
+        else:
+            dimensions = {
+                f"{axis}_{i}": size
+                for i, shape in enumerate(shapes)
+                for axis, size in zip(_AXES, shape, strict=True)
+            }
+        session = onnx_session(model, self._num_threads, fixed_dimensions=dimensions)
         with self._lock:  # two threads may both load a new shape: the first one's is kept
-            session = self._sessions.setdefault(shape, session)
-            self._sessions.move_to_end(shape)
+            session = self._sessions.setdefault(shapes, session)
+            self._sessions.move_to_end(shapes)
             while len(self._sessions) > self._limit:
                 self._sessions.popitem(last=False)
         return session
 
     def run(self, output_names, feeds: dict[str, np.ndarray]):
-        return self.session(feeds["pixels"].shape).run(output_names, feeds)
+        """One pass, like `InferenceSession.run` on the model file."""
+        return self.session([feeds["pixels"].shape]).run(output_names, feeds)
+
+    def run_passes(self, inputs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`(regressors, classificators)` of each `(1, H, W, 3)` uint8 input, in one call."""
+        if len(inputs) == 1:
+            return [tuple(self.run(["regressors", "classificators"], {"pixels": inputs[0]}))]
+        names = [f"{output}_{i}" for i in range(len(inputs))
+                 for output in ("regressors", "classificators")]  # fmt: skip
+        feeds = {f"pixels_{i}": pixels for i, pixels in enumerate(inputs)}
+        outputs = self.session([pixels.shape for pixels in inputs]).run(names, feeds)
+        return list(zip(outputs[0::2], outputs[1::2], strict=True))
