@@ -340,6 +340,11 @@ def _session(file_name: str, num_threads: int | None) -> _SessionPerShape:
 _AXES = ("batch", "height", "width")
 
 
+def _pass_name(name: str, index: int, passes: int) -> str:
+    """A tensor or axis name of pass `index` in a graph of `passes` (see `stacked_passes`)."""
+    return name if passes == 1 else f"{name}_{index}"
+
+
 def stacked_passes(model: bytes, passes: int) -> bytes:
     """The detector graph `passes` times side by side in one ONNX graph sharing its weights.
 
@@ -370,7 +375,7 @@ def stacked_passes(model: bytes, passes: int) -> bytes:
 
     nodes, inputs, outputs = [], [], []
     for i in range(passes):
-        suffix = f"_{i}"
+        suffix = _pass_name("", i, passes)  # "_i"
         for index, node in enumerate(graph.node):
             copy_ = onnx.NodeProto()
             copy_.CopyFrom(node)
@@ -426,14 +431,11 @@ class _SessionPerShape:
             model = stacked_passes(self._models[1], len(shapes))
             with self._lock:
                 model = self._models.setdefault(len(shapes), model)
-        if len(shapes) == 1:
-            dimensions = dict(zip(_AXES, shapes[0], strict=True))
-        else:
-            dimensions = {
-                f"{axis}_{i}": size
-                for i, shape in enumerate(shapes)
-                for axis, size in zip(_AXES, shape, strict=True)
-            }
+        dimensions = {
+            _pass_name(axis, i, len(shapes)): size
+            for i, shape in enumerate(shapes)
+            for axis, size in zip(_AXES, shape, strict=True)
+        }
         session = onnx_session(model, self._num_threads, fixed_dimensions=dimensions)
         with self._lock:  # two threads may both load a new shape: the first one's is kept
             session = self._sessions.setdefault(shapes, session)
@@ -448,10 +450,9 @@ class _SessionPerShape:
 
     def run_passes(self, inputs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """`(regressors, classificators)` of each `(1, H, W, 3)` uint8 input, in one call."""
-        if len(inputs) == 1:
-            return [tuple(self.run(["regressors", "classificators"], {"pixels": inputs[0]}))]
-        names = [f"{output}_{i}" for i in range(len(inputs))
+        count = len(inputs)
+        names = [_pass_name(output, i, count) for i in range(count)
                  for output in ("regressors", "classificators")]  # fmt: skip
-        feeds = {f"pixels_{i}": pixels for i, pixels in enumerate(inputs)}
+        feeds = {_pass_name("pixels", i, count): pixels for i, pixels in enumerate(inputs)}
         outputs = self.session([pixels.shape for pixels in inputs]).run(names, feeds)
         return list(zip(outputs[0::2], outputs[1::2], strict=True))
