@@ -39,6 +39,12 @@ MIN_INT8_AGREEMENT = 0.99  # top-1 agreement int8 vs fp32
 MAX_INT8_ACCURACY_DROP = 0.5  # accuracy points, when the sample is labelled
 CHECK_MEMORY_BYTES = 256 << 20  # caps the static check images (float32) of large inputs
 MIN_CHECK_IMAGES = 64  # fewer held-out training images: check on the calibration images too
+# Static int8's flips are near-ties of the fp32 logits, so agreement on a few check images is
+# noisy. Measured on an unreleased factorized run (0.6514; int8 vs fp32 on the 3,589 validation
+# faces over fp32 prefixes 0-15: 98.4-99.3%, rising with the prefix): 1,024 check images chose a
+# 1-node prefix in its release (98.6%, under the 99% gate) and an 11-node one in a rerun (99.2%);
+# on 8,192 the agreement follows validation's rise, and its best prefix (15) gave 99.25%.
+NUM_CHECK_IMAGES = 8192
 
 
 def export_model(
@@ -51,7 +57,7 @@ def export_model(
     num_calibration: int = 128,
     seed: int = 0,
     measure_speed: bool = True,
-    num_check: int = 1024,
+    num_check: int = NUM_CHECK_IMAGES,
     int8_target_agreement: float | None = TARGET_AGREEMENT,
     recorded_model_dir: str | Path | None = None,
 ) -> dict[str, Any]:

@@ -28,6 +28,7 @@ CALIBRATION_MEMORY_BYTES = 1 << 30  # activations kept alive per calibration bat
 # check images are training images, on which a model agrees more than on held-out faces: with a
 # 99.5% stop, a quantization-aware release stopped at a 3-node prefix that gave 98.7% on the 3,589
 # validation faces, where longer prefixes give 99.1-99.3%.
+# (fer_hf.export.convert.NUM_CHECK_IMAGES says why there are 8,192 check images.)
 TARGET_AGREEMENT = 0.999
 MAX_FLOAT_PREFIX = 0.5  # share of the quantizable nodes the search may keep in fp32
 # Ops that never make a node worth keeping in float on their own: activations fused into their
