@@ -202,10 +202,39 @@ def test_distillation_from_a_teacher_with_other_preprocessing(data, tmp_path):
             str(teacher_dir),
             "--distillation_alpha",
             "0.7",
+            "--teacher_tta",
+            "flip",
         )
     )
     assert summary["hyperparameters"]["loss"]["distillation_alpha"] == 0.7
+    assert summary["hyperparameters"]["loss"]["teacher_tta"] == "flip"
     assert summary["global_step"] == 4
+
+
+def test_flip_teacher_averages_the_logits_of_the_crop_and_its_mirror():
+    from types import SimpleNamespace
+
+    from fer_hf.models import build_model
+    from fer_hf.training.trainer import FerTrainer
+
+    teacher, _ = build_model("factorized", image_size=32, **tiny_model_overrides("factorized"))
+    teacher.eval()
+    x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = teacher(pixel_values=x).logits
+        mirrored = teacher(pixel_values=x.flip(-1)).logits
+        trainer = SimpleNamespace(teacher=teacher, args=SimpleNamespace(teacher_tta="flip"))
+        flipped = FerTrainer._teacher_logits(trainer, x)
+        trainer.args.teacher_tta = "none"
+        unflipped = FerTrainer._teacher_logits(trainer, x)
+    assert not torch.allclose(plain, mirrored, atol=1e-4)  # the test can tell them apart
+    torch.testing.assert_close(flipped, (plain + mirrored) / 2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(unflipped, plain)
+
+
+def test_flip_teacher_needs_a_teacher(data, tmp_path):
+    with pytest.raises(ValueError, match="needs a teacher: set `teacher_model`"):
+        run(flags(data, tmp_path / "run", "--teacher_tta", "flip"))
 
 
 @pytest.mark.parametrize(

@@ -237,6 +237,14 @@ class FerTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Knowledge distillation: a trained fer-hf model folder used as teacher."},
     )
+    teacher_tta: Literal["none", "flip"] = field(
+        default="none",
+        metadata={
+            "help": "`flip`: the teacher sees each training crop and its mirror image and its "
+            "two logit vectors are averaged, a stronger target (as `fer-hf evaluate --tta "
+            "flip`) for one more teacher forward pass per batch."
+        },
+    )
     distillation_alpha: float = field(
         default=0.5, metadata={"help": "Weight of the distillation (KL) term; 1 - alpha for CE."}
     )
@@ -323,6 +331,10 @@ class FerTrainingArguments(TrainingArguments):
         if not (self.distillation_temperature > 0 and math.isfinite(self.distillation_temperature)):
             raise ValueError(
                 f"`distillation_temperature` must be > 0, got {self.distillation_temperature}."
+            )
+        if self.teacher_tta != "none" and not self.teacher_model:
+            raise ValueError(
+                f"`teacher_tta={self.teacher_tta}` needs a teacher: set `teacher_model`."
             )
         if not (self.qat_consistency_weight >= 0 and math.isfinite(self.qat_consistency_weight)):
             raise ValueError(

@@ -177,9 +177,7 @@ class FerTrainer(Trainer):
                 torch.no_grad(),
                 torch.autocast(device, dtype=torch.bfloat16, enabled=self.teacher_bf16),
             ):
-                teacher_logits = self.teacher(
-                    pixel_values=self._teacher_inputs(model, inputs)
-                ).logits.float()
+                teacher_logits = self._teacher_logits(self._teacher_inputs(model, inputs))
         outputs = model(pixel_values=inputs["pixel_values"])
         loss = self._task_loss(model, outputs, inputs, teacher_logits)
         if self.simulator is not None:
@@ -230,6 +228,15 @@ class FerTrainer(Trainer):
             self._agreement = [0, 0]
         super().log(logs, *args, **kwargs)
 
+    def _teacher_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits for a batch; with `teacher_tta=flip`, the mean of its logits for
+        the batch and its mirror image (one forward pass over both)."""
+        if self.args.teacher_tta != "flip":
+            return self.teacher(pixel_values=pixel_values).logits.float()
+        both = torch.cat([pixel_values, pixel_values.flip(-1)])
+        logits = self.teacher(pixel_values=both).logits.float()
+        return logits.view(2, pixel_values.shape[0], -1).mean(0)
+
     def _teacher_inputs(self, model, inputs) -> torch.Tensor:
         pixel_values = inputs["pixel_values"]
         student = self.processing_class
@@ -277,5 +284,6 @@ def describe_loss(args) -> dict:
             teacher_model=args.teacher_model,
             distillation_alpha=args.distillation_alpha,
             distillation_temperature=args.distillation_temperature,
+            teacher_tta=args.teacher_tta,
         )
     return described
