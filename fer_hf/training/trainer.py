@@ -16,6 +16,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 
 from ..models.modeling_fer import valence_arousal_loss
 from .augment import normalize_uint8
+from .evaluation import tta_views
 from .losses import ClassBalancedSampler, distillation_loss, focal_loss, symmetric_kl
 from .transforms import convert_pixel_values
 
@@ -229,13 +230,11 @@ class FerTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
     def _teacher_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The teacher's logits for a batch; with `teacher_tta=flip`, the mean of its logits for
-        the batch and its mirror image (one forward pass over both)."""
-        if self.args.teacher_tta != "flip":
-            return self.teacher(pixel_values=pixel_values).logits.float()
-        both = torch.cat([pixel_values, pixel_values.flip(-1)])
-        logits = self.teacher(pixel_values=both).logits.float()
-        return logits.view(2, pixel_values.shape[0], -1).mean(0)
+        """The teacher's logits for a batch, averaged over the `teacher_tta` views of it (`flip`:
+        the batch and its mirror image), all views in one forward pass."""
+        views = tta_views(pixel_values, self.args.teacher_tta)
+        logits = self.teacher(pixel_values=torch.cat(views)).logits.float()
+        return logits.view(len(views), pixel_values.shape[0], -1).mean(0)
 
     def _teacher_inputs(self, model, inputs) -> torch.Tensor:
         pixel_values = inputs["pixel_values"]
