@@ -7,7 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fer_hf.training.losses import ClassBalancedSampler, distillation_loss, focal_loss
+from fer_hf.training.losses import (
+    ClassBalancedSampler,
+    distillation_loss,
+    ensemble_teacher_logits,
+    focal_loss,
+)
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-0.5, 1.5, 0.0]])
 LABELS = torch.tensor([0, 2, 1])
@@ -52,6 +57,21 @@ def test_distillation_gradient_scale_is_temperature_free():
         norms.append(student.grad.norm().item())
     assert norms[0] == pytest.approx(norms[1], rel=0.1)
     # Without the factor the T=16 gradient would be 64x smaller.
+
+
+def test_ensemble_teacher_logits_by_hand():
+    a = torch.tensor([[2.0, 0.0, -1.0]])
+    b = torch.tensor([[-1.0, 1.0, 3.0]])
+    t = 2.0
+    mixed = ensemble_teacher_logits([a, b], t)
+    expected = (torch.softmax(a / t, -1) + torch.softmax(b / t, -1)) / 2
+    torch.testing.assert_close(torch.softmax(mixed / t, -1), expected)
+    # Not the softmax of the mean logits (a geometric mean), which the test can tell apart.
+    assert not torch.allclose(torch.softmax((a + b) / 2 / t, -1), expected, atol=1e-3)
+    # One teacher: a per-row shift of its logits, the same distillation target.
+    torch.testing.assert_close(
+        distillation_loss(b, ensemble_teacher_logits([a], t), t), distillation_loss(b, a, t)
+    )
 
 
 def test_class_balanced_sampler():

@@ -223,13 +223,72 @@ def test_flip_teacher_averages_the_logits_of_the_crop_and_its_mirror():
     with torch.no_grad():
         plain = teacher(pixel_values=x).logits
         mirrored = teacher(pixel_values=x.flip(-1)).logits
-        trainer = SimpleNamespace(teacher=teacher, args=SimpleNamespace(teacher_tta="flip"))
-        flipped = FerTrainer._teacher_logits(trainer, x)
+        trainer = SimpleNamespace(args=SimpleNamespace(teacher_tta="flip"))
+        flipped = FerTrainer._teacher_logits(trainer, teacher, x)
         trainer.args.teacher_tta = "none"
-        unflipped = FerTrainer._teacher_logits(trainer, x)
+        unflipped = FerTrainer._teacher_logits(trainer, teacher, x)
     assert not torch.allclose(plain, mirrored, atol=1e-4)  # the test can tell them apart
     torch.testing.assert_close(flipped, (plain + mirrored) / 2, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(unflipped, plain)
+
+
+def test_ensemble_teacher_of_two_folders(data, tmp_path):
+    """Two teachers named with a comma: both load, each with its own preprocessing (a 3-channel
+    40 px ResNet and a 1-channel 32 px factorized net), and the run records the pair."""
+    from fer_hf.models import build_model
+
+    folders = []
+    for kind, size in (("baseline", 40), ("factorized", 32)):
+        model, processor = build_model(
+            kind, image_size=size, num_classes=7, **tiny_model_overrides(kind)
+        )
+        folder = tmp_path / f"teacher_{kind}"
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        folders.append(str(folder))
+    spec = ",".join(folders)
+    summary = run(flags(data, tmp_path / "run", "--max_steps", "3", "--teacher_model", spec))
+    assert summary["hyperparameters"]["loss"]["teacher_model"] == spec
+    assert summary["global_step"] == 3
+
+
+def test_ensemble_teacher_target_is_the_mean_of_the_softened_probabilities():
+    from types import SimpleNamespace
+
+    from fer_hf.models import build_model
+    from fer_hf.training.trainer import FerTrainer
+
+    torch.manual_seed(0)
+    members = [
+        build_model("factorized", image_size=32, **tiny_model_overrides("factorized"))[0]
+        for _ in range(2)
+    ]
+    x = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    trainer = SimpleNamespace(
+        args=SimpleNamespace(teacher_tta="none", distillation_temperature=4.0, device="cpu"),
+        processing_class=None,
+    )
+    trainer._teacher_logits = lambda teacher, pixels: FerTrainer._teacher_logits(
+        trainer, teacher, pixels
+    )
+    trainer._teacher_inputs = lambda processor, pixels: pixels
+    trainer.teachers = FerTrainer._teacher_members(trainer, members, None, False)
+    with torch.no_grad():
+        target = FerTrainer._ensemble_logits(trainer, x)
+        expected = torch.stack(
+            [torch.softmax(m(pixel_values=x).logits / 4.0, -1) for m in members]
+        ).mean(0)
+    torch.testing.assert_close(torch.softmax(target / 4.0, -1), expected, atol=1e-6, rtol=1e-5)
+    trainer.teachers = trainer.teachers[:1]  # one teacher: its own logits, untouched
+    with torch.no_grad():
+        torch.testing.assert_close(
+            FerTrainer._ensemble_logits(trainer, x), members[0](pixel_values=x).logits
+        )
+
+
+def test_teacher_list_with_an_empty_entry_is_refused(data, tmp_path):
+    with pytest.raises(ValueError, match="has an empty entry"):
+        run(flags(data, tmp_path / "run", "--teacher_model", "a,,b"))
 
 
 def test_flip_teacher_needs_a_teacher(data, tmp_path):

@@ -235,7 +235,12 @@ class FerTrainingArguments(TrainingArguments):
     focal_gamma: float = field(default=2.0, metadata={"help": "Focal loss focusing parameter."})
     teacher_model: str | None = field(
         default=None,
-        metadata={"help": "Knowledge distillation: a trained fer-hf model folder used as teacher."},
+        metadata={
+            "help": "Knowledge distillation: a trained fer-hf model folder used as teacher, or "
+            "several folders separated by commas: an ensemble teacher whose probabilities at "
+            "the distillation temperature are averaged (each member sees its own preprocessing "
+            "and `teacher_tta` views)."
+        },
     )
     teacher_tta: Literal["none", "flip"] = field(
         default="none",
@@ -310,6 +315,12 @@ class FerTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Nesterov momentum for `--optim sgd`."}
     )
 
+    def teacher_paths(self) -> list[str]:
+        """The distillation teacher folders `teacher_model` names (none, one or an ensemble)."""
+        if not self.teacher_model:
+            return []
+        return [path.strip() for path in self.teacher_model.split(",")]
+
     def __post_init__(self):
         super().__post_init__()
         if self.remove_unused_columns:
@@ -332,6 +343,13 @@ class FerTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"`distillation_temperature` must be > 0, got {self.distillation_temperature}."
             )
+        if self.teacher_model:
+            paths = self.teacher_model.split(",")
+            if not all(path.strip() for path in paths):
+                raise ValueError(
+                    f"`teacher_model` {self.teacher_model!r} has an empty entry: give model "
+                    "folders separated by single commas."
+                )
         if self.teacher_tta != "none" and not self.teacher_model:
             raise ValueError(
                 f"`teacher_tta={self.teacher_tta}` needs a teacher: set `teacher_model`."

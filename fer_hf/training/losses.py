@@ -5,6 +5,7 @@ Pure torch; imports nothing from fer_hf.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -54,6 +55,16 @@ def distillation_loss(
     student = F.log_softmax(student_logits.float() / temperature, dim=-1)
     teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * temperature**2
+
+
+def ensemble_teacher_logits(member_logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """Several teachers' logits as one distillation target: `T * log(mean_i softmax(z_i / T))`,
+    logits whose softmax at temperature `T` is the mean of the teachers' softened probabilities
+    (the average `fer-hf evaluate` scores an ensemble by, at the distillation temperature). For
+    one teacher the result differs from its logits by a constant per row, which no softmax sees.
+    """
+    log_probs = torch.stack([F.log_softmax(z.float() / temperature, dim=-1) for z in member_logits])
+    return temperature * (torch.logsumexp(log_probs, dim=0) - math.log(len(member_logits)))
 
 
 def symmetric_kl(a_logits: torch.Tensor, b_logits: torch.Tensor) -> torch.Tensor:

@@ -219,14 +219,13 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
             f"--valence_arousal needs valence/arousal targets, but the train split of "
             f"{data_args.dataset} has none (all NaN); drop the flag or use AffectNet."
         )
-    teacher = teacher_processor = None
-    if training_args.teacher_model:
-        teacher, teacher_processor = _load_fer_model(training_args.teacher_model, data, "teacher")
-    teacher_bf16 = False
-    if teacher is not None:
+    teachers, teacher_processors, teacher_bf16 = [], [], []
+    for path in training_args.teacher_paths():
+        teacher, teacher_processor = _load_fer_model(path, data, "teacher")
         chosen = _teacher_precision(teacher, training_args)
-        teacher_bf16 = chosen.bf16
-        teacher = apply_precision(teacher, chosen)
+        teachers.append(apply_precision(teacher, chosen))
+        teacher_processors.append(teacher_processor)
+        teacher_bf16.append(chosen.bf16)
     checkpoint = _resume_checkpoint(training_args)
 
     set_seed(training_args.seed)
@@ -334,8 +333,8 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         callbacks=callbacks,
         train_labels=train_labels,
         class_weights=weights,
-        teacher=teacher,
-        teacher_processor=teacher_processor,
+        teacher=teachers or None,
+        teacher_processor=teacher_processors,
         quantization_calibration=calibration,
         train_bf16=precision.bf16,
         augmenter=augmenter,

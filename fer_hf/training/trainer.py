@@ -7,6 +7,7 @@ Imports fer_hf.models (losses), training siblings; never export, hub or cli.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,13 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from ..models.modeling_fer import valence_arousal_loss
 from .augment import normalize_uint8
 from .evaluation import tta_views
-from .losses import ClassBalancedSampler, distillation_loss, focal_loss, symmetric_kl
+from .losses import (
+    ClassBalancedSampler,
+    distillation_loss,
+    ensemble_teacher_logits,
+    focal_loss,
+    symmetric_kl,
+)
 from .transforms import convert_pixel_values
 
 _PROCESSOR_FIELDS = (
@@ -39,6 +46,8 @@ class FerTrainer(Trainer):
     - `imbalance="weighted_loss"` / `"focal"`: cross-entropy weighted by `class_weights` / focal
       loss (weighted too when `class_weights` is given).
     - `teacher`: loss = alpha * KL(teacher || student at temperature T) * T^2 + (1 - alpha) * CE.
+      A list of teachers (with a list of processors and of bf16 flags) is an ensemble whose
+      softened probabilities are averaged (`ensemble_teacher_logits`).
     - `quantization_aware`: each step also runs the model with int8 simulated
       (`QuantizationSimulator`, calibrated on `quantization_calibration` every
       `qat_calibration_steps` steps); loss = mean of the two paths' losses above +
@@ -55,14 +64,14 @@ class FerTrainer(Trainer):
         *args,
         train_labels: np.ndarray | None = None,
         class_weights: np.ndarray | None = None,
-        teacher: torch.nn.Module | None = None,
+        teacher: torch.nn.Module | Sequence[torch.nn.Module] | None = None,
         teacher_processor=None,
         quantization_calibration: torch.Tensor | None = None,
         train_bf16: bool = False,
         augmenter=None,
         eval_collator=None,
         channels_last: bool = False,
-        teacher_bf16: bool = False,
+        teacher_bf16: bool | Sequence[bool] = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -81,7 +90,6 @@ class FerTrainer(Trainer):
         self.augmenter = augmenter
         self.eval_collator = eval_collator
         self.channels_last = channels_last
-        self.teacher_bf16 = teacher_bf16
         if self.args.imbalance == "sampler" and train_labels is None:
             raise ValueError("imbalance='sampler' needs `train_labels` (the train split's labels).")
         self.train_labels = train_labels
@@ -90,10 +98,7 @@ class FerTrainer(Trainer):
             if class_weights is not None
             else None
         )
-        self.teacher = teacher
-        self.teacher_processor = teacher_processor
-        if teacher is not None:
-            self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
+        self.teachers = self._teacher_members(teacher, teacher_processor, teacher_bf16)
         self.simulator = None
         if self.args.quantization_aware:
             from .quantization_aware import QuantizationSimulator
@@ -116,7 +121,7 @@ class FerTrainer(Trainer):
     def _needs_own_loss(self) -> bool:
         return (
             self.args.imbalance in ("weighted_loss", "focal")
-            or self.teacher is not None
+            or bool(self.teachers)
             or self.args.label_smoothing_factor > 0
             or self.simulator is not None
         )
@@ -171,14 +176,7 @@ class FerTrainer(Trainer):
             outputs = model(**inputs)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-        teacher_logits = None
-        if self.teacher is not None:
-            device = inputs["pixel_values"].device.type
-            with (
-                torch.no_grad(),
-                torch.autocast(device, dtype=torch.bfloat16, enabled=self.teacher_bf16),
-            ):
-                teacher_logits = self._teacher_logits(self._teacher_inputs(model, inputs))
+        teacher_logits = self._ensemble_logits(inputs["pixel_values"]) if self.teachers else None
         outputs = model(pixel_values=inputs["pixel_values"])
         loss = self._task_loss(model, outputs, inputs, teacher_logits)
         if self.simulator is not None:
@@ -229,22 +227,52 @@ class FerTrainer(Trainer):
             self._agreement = [0, 0]
         super().log(logs, *args, **kwargs)
 
-    def _teacher_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The teacher's logits for a batch, averaged over the `teacher_tta` views of it (`flip`:
+    def _teacher_members(self, teacher, processor, bf16) -> list[tuple]:
+        """(model, processor, bf16) per teacher; one teacher or parallel lists of them."""
+        if teacher is None:
+            return []
+        if isinstance(teacher, torch.nn.Module):
+            teacher, processor, bf16 = [teacher], [processor], [bf16]
+        processors = list(processor) if processor is not None else [None] * len(teacher)
+        flags = [bf16] * len(teacher) if isinstance(bf16, bool) else list(bf16)
+        if not len(teacher) == len(processors) == len(flags):
+            raise ValueError(
+                f"{len(teacher)} teachers need as many processors and bf16 flags, got "
+                f"{len(processors)} and {len(flags)}."
+            )
+        return [
+            (model.to(self.args.device).eval().requires_grad_(False), member_processor, flag)
+            for model, member_processor, flag in zip(teacher, processors, flags, strict=True)
+        ]
+
+    def _ensemble_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The distillation target for a batch: each teacher's logits on its own view of the
+        batch (`_teacher_inputs`), mixed by `ensemble_teacher_logits` when there are several."""
+        device = pixel_values.device.type
+        member_logits = []
+        for teacher, processor, bf16 in self.teachers:
+            with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                member_logits.append(
+                    self._teacher_logits(teacher, self._teacher_inputs(processor, pixel_values))
+                )
+        if len(member_logits) == 1:
+            return member_logits[0]
+        return ensemble_teacher_logits(member_logits, self.args.distillation_temperature)
+
+    def _teacher_logits(self, teacher, pixel_values: torch.Tensor) -> torch.Tensor:
+        """A teacher's logits for a batch, averaged over the `teacher_tta` views of it (`flip`:
         the batch and its mirror image), all views in one forward pass."""
         views = tta_views(pixel_values, self.args.teacher_tta)
-        logits = self.teacher(pixel_values=torch.cat(views)).logits.float()
+        logits = teacher(pixel_values=torch.cat(views)).logits.float()
         return logits.view(len(views), pixel_values.shape[0], -1).mean(0)
 
-    def _teacher_inputs(self, model, inputs) -> torch.Tensor:
-        pixel_values = inputs["pixel_values"]
+    def _teacher_inputs(self, teacher_processor, pixel_values: torch.Tensor) -> torch.Tensor:
         student = self.processing_class
-        if self.teacher_processor is None or all(
-            getattr(student, name) == getattr(self.teacher_processor, name)
-            for name in _PROCESSOR_FIELDS
+        if teacher_processor is None or all(
+            getattr(student, name) == getattr(teacher_processor, name) for name in _PROCESSOR_FIELDS
         ):
             return pixel_values
-        return convert_pixel_values(pixel_values, student, self.teacher_processor)
+        return convert_pixel_values(pixel_values, student, teacher_processor)
 
     def _valence_arousal_loss(self, model, prediction, inputs) -> torch.Tensor:
         config = self.accelerator.unwrap_model(model).config
