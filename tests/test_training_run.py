@@ -286,6 +286,28 @@ def test_ensemble_teacher_target_is_the_mean_of_the_softened_probabilities():
         )
 
 
+def test_teacher_inputs_follow_the_size_each_teacher_takes():
+    """Same normalisation, other sizes: a crop-trained teacher of a whole-face student gets its
+    own centre crop, a whole-face teacher of a crop-trained student gets the crop resized up,
+    and a teacher taking the student's batch as it is gets it untouched."""
+    from types import SimpleNamespace
+
+    from fer_hf.models import FerImageProcessor
+    from fer_hf.training.trainer import FerTrainer
+
+    whole = FerImageProcessor(size=48, num_channels=1)
+    cropped = FerImageProcessor(size=48, num_channels=1, crop_size=40)
+    faces = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    crops = faces[..., 4:44, 4:44]
+    to = lambda student, teacher, x: FerTrainer._teacher_inputs(  # noqa: E731
+        SimpleNamespace(processing_class=student), teacher, x
+    )
+    torch.testing.assert_close(to(whole, cropped, faces), crops)
+    assert to(cropped, whole, crops).shape[-2:] == (48, 48)
+    assert to(cropped, cropped, crops) is crops
+    assert to(whole, whole, faces) is faces
+
+
 def test_teacher_list_with_an_empty_entry_is_refused(data, tmp_path):
     with pytest.raises(ValueError, match="has an empty entry"):
         run(flags(data, tmp_path / "run", "--teacher_model", "a,,b"))

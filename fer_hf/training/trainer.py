@@ -268,10 +268,13 @@ class FerTrainer(Trainer):
 
     def _teacher_inputs(self, teacher_processor, pixel_values: torch.Tensor) -> torch.Tensor:
         student = self.processing_class
-        if teacher_processor is None or all(
+        if teacher_processor is None:
+            return pixel_values
+        takes = (teacher_processor.output_size["height"], teacher_processor.output_size["width"])
+        if tuple(pixel_values.shape[-2:]) == takes and all(
             getattr(student, name) == getattr(teacher_processor, name) for name in _PROCESSOR_FIELDS
         ):
-            return pixel_values
+            return pixel_values  # already what the teacher takes (its size's random crops too)
         return convert_pixel_values(pixel_values, student, teacher_processor)
 
     def _valence_arousal_loss(self, model, prediction, inputs) -> torch.Tensor:
