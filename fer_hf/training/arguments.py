@@ -343,13 +343,11 @@ class FerTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"`distillation_temperature` must be > 0, got {self.distillation_temperature}."
             )
-        if self.teacher_model:
-            paths = self.teacher_model.split(",")
-            if not all(path.strip() for path in paths):
-                raise ValueError(
-                    f"`teacher_model` {self.teacher_model!r} has an empty entry: give model "
-                    "folders separated by single commas."
-                )
+        if not all(self.teacher_paths()):
+            raise ValueError(
+                f"`teacher_model` {self.teacher_model!r} has an empty entry: give model "
+                "folders separated by single commas."
+            )
         if self.teacher_tta != "none" and not self.teacher_model:
             raise ValueError(
                 f"`teacher_tta={self.teacher_tta}` needs a teacher: set `teacher_model`."
