@@ -15,7 +15,7 @@ from .export import add_export
 from .predict import add_predict
 from .prepare import add_prepare
 from .publishing import add_publish, add_publish_space, add_release
-from .training import add_evaluate, add_init, add_train
+from .training import add_average, add_evaluate, add_init, add_train
 
 # Registry of subcommands, in `--help` order.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -27,6 +27,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_publish_space,
     add_train,
     add_evaluate,
+    add_average,
     add_release,
 ]
 

@@ -144,3 +144,77 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"{metrics['num_skipped']} files skipped (listed in metrics.json)", file=sys.stderr)
     print(f"Wrote {args.output}/metrics.json and {args.output}/confusion_matrix.png")
     return 0
+
+
+def add_average(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "average",
+        help="Average the weights of several runs of one architecture (SWA / model soup).",
+        description="Write OUTPUT: a model folder whose weights are the mean of the MODEL_DIRs' "
+        "(runs or releases of one architecture and label schema, e.g. the ends of successive "
+        "warm-restart cycles). Batch-norm statistics are recomputed on --data's training images "
+        "(required for the ResNet and factorized models; the ViT has none). Release the result "
+        "with `fer-hf release OUTPUT ...`.",
+    )
+    p.add_argument("model_dir", nargs="+", help="two or more model folders (runs or releases)")
+    p.add_argument("--output", required=True, help="folder to write (must be new or empty)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="a `fer-hf prepare` folder or class-folder tree for the batch-norm statistics",
+    )
+    p.add_argument("--split", default="train", help="split of --data to use (default: train)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="comma-separated weights, one per folder (default: equal); normalised to sum 1",
+    )
+    p.add_argument(
+        "--bn-images",
+        type=int,
+        default=None,
+        help="training images for the batch-norm statistics (default: 6,400)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image sample (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    p.set_defaults(func=_run_average)
+
+
+def _parse_weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--weights must be comma-separated numbers (e.g. 1,1,2), got {text!r}."
+        ) from None
+
+
+def _run_average(args: argparse.Namespace) -> int:
+    import shlex
+
+    from fer_hf.training.averaging import BN_IMAGES, average_models
+
+    record = average_models(
+        args.model_dir,
+        args.output,
+        weights=_parse_weights(args.weights),
+        data=args.data,
+        split=args.split,
+        bn_images=BN_IMAGES if args.bn_images is None else args.bn_images,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        command=shlex.join(["fer-hf", *sys.argv[1:]]) if sys.argv[1:2] == ["average"] else None,
+    )
+    for source, weight in zip(record["sources"], record["weights"], strict=True):
+        print(f"{weight:.4f}  {source}")
+    bn = record["batch_norm_recomputed"]
+    if bn:
+        print(f"batch-norm statistics recomputed on {bn['images']} {bn['split']} images")
+    else:
+        print("no batch-norm layers: weights averaged, no data needed")
+    print(f"Wrote {args.output} (release it with `fer-hf release {args.output} ...`)")
+    return 0

@@ -198,9 +198,11 @@ def _training_context(release: Release) -> dict[str, Any]:
     ctx["hyperparameters"] = [
         (f"`{k}`", f"`{_value(v)}`") for k, v in hyper.items() if v not in (None, {}, [])
     ]
-    sentence = [f"Trained with `train.py` (the transformers `Trainer`) as a `{release.model_kind}`"]
+    sentence = [
+        f"Trained with `train.py` (the transformers `Trainer`) as a `{release.model_kind}` model"
+    ]
     if _finite(summary.get("train_runtime_s")):
-        sentence.append(f" model in {_duration(summary['train_runtime_s'])}")
+        sentence.append(f" in {_duration(summary['train_runtime_s'])}")
     if summary.get("machine"):
         sentence.append(f" on {_machine(summary['machine'])}")
     sentence.append(".")
@@ -210,8 +212,32 @@ def _training_context(release: Release) -> dict[str, Any]:
             f" The checkpoint kept is the one with the best `{name}` on the validation split "
             f"({_score(name, summary['best_metric'])})."
         )
+    average = summary.get("weight_average")
+    if isinstance(average, dict) and average.get("sources"):
+        sentence.append(_average_sentence(average))
     ctx["procedure_sentence"] = "".join(sentence)
     return ctx
+
+
+def _average_sentence(average: dict) -> str:
+    """How `fer-hf average` made the weights: the sources by folder name (never a path on the
+    training machine), their weights, and the batch-norm recomputation."""
+    sources, weights = average["sources"], average.get("weights") or []
+    names = [f"`{Path(str(s)).name}`" for s in sources]
+    if weights and len(set(weights)) > 1 and len(weights) == len(names):
+        names = [f"{n} ({w:.2f})" for n, w in zip(names, weights, strict=True)]
+    text = (
+        f" The released weights are the average of {len(sources)} runs of this architecture "
+        f"(stochastic weight averaging with `fer-hf average`: {', '.join(names)}); the "
+        "hyperparameters below are the first run's."
+    )
+    bn = average.get("batch_norm_recomputed")
+    if isinstance(bn, dict) and bn.get("images"):
+        text += (
+            f" Batch-norm statistics were recomputed on {_count(bn['images'])} "
+            f"{bn.get('split') or 'training'} images."
+        )
+    return text
 
 
 def _pretty(name: str | None) -> str:
