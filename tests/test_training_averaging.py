@@ -15,13 +15,7 @@ from safetensors.torch import load_file
 from fer_hf.cli import main
 from fer_hf.training.averaging import average_models
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
