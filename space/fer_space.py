@@ -135,7 +135,9 @@ class ModelZoo:
         self.sources = dict(sources)
         self.cache_dir = Path(cache_dir)
         if detector == "blazeface":
-            self.detector = BlazeFaceDetector(num_threads=1)
+            # Parallel requests share the cores: no busy-waiting worker threads (one thread
+            # has none; this keeps it so if the count is ever raised).
+            self.detector = BlazeFaceDetector(num_threads=1, spinning=False)
             self.video_detector = self.detector.as_video()  # shares the loaded model
         else:
             self.detector = DetectorPool(HaarCascadeDetector, workers)
@@ -194,6 +196,7 @@ class ModelZoo:
             # run in parallel (workers). torch at 2 threads on a busy 2-core CPU took 360 ms
             # per face instead of 2.4 (bench/results/inference_e2e.json).
             num_threads=1,
+            spinning=False,
         )
 
     def _local_folder(self, name: str) -> Path:

@@ -317,3 +317,32 @@ def test_a_face_crop_filling_the_image(detector, astronaut, margin):
         assert face.score > 0.7  # the fallback's own threshold
         assert BlazeFaceDetector(fallback=False).detect(crop) == []
     assert not BlazeFaceDetector("short").fallback  # only the full-range model has one
+
+
+def _spins(session) -> str:
+    return session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_spinning_reaches_every_session_it_should(spinning):
+    """Busy-waiting workers by default (a process with the cores to itself), off on request (a
+    shared CPU: the Space); the one-thread fallback pass never spins."""
+    from fer_hf.inference import FerPredictor
+
+    expected = "1" if spinning else "0"
+    detector = BlazeFaceDetector(num_threads=2, spinning=spinning)
+    assert _spins(detector._session.session([(1, 192, 160, 3)])) == expected
+    assert _spins(detector.as_video()._session.session([(1, 160, 192, 3)])) == expected
+    assert _spins(detector._fallback_session.session([(1, 128, 128, 3)])) == "0"
+    predictor = FerPredictor.from_pretrained(
+        "checkpoints/fer2013-factorized", backend="onnx", num_threads=2, spinning=spinning
+    )
+    assert _spins(predictor._runner.session) == expected
+    assert _spins(predictor.detector._session.session([(1, 192, 160, 3)])) == expected
+    video = FerPredictor.from_pretrained(
+        "checkpoints/fer2013-factorized", backend="onnx", detector="blazeface-video",
+        spinning=spinning,
+    )  # fmt: skip
+    assert _spins(video.detector._session.session([(1, 192, 160, 3)])) == expected
+    default = BlazeFaceDetector(num_threads=2)
+    assert default.spinning and _spins(default._session.session([(1, 192, 160, 3)])) == "1"

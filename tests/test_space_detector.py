@@ -45,7 +45,11 @@ def test_blazeface_is_the_default_and_shared(fer_space, tiny_model, tmp_path):
     assert zoo.video_detector._session is zoo.detector._session  # one model in memory
     torch_predictor, onnx_predictor = zoo.get("tiny", "torch"), zoo.get("tiny", "onnx")
     assert torch_predictor.detector is zoo.detector is onnx_predictor.detector
-    assert onnx_predictor._runner.session.get_session_options().intra_op_num_threads == 1
+    options = onnx_predictor._runner.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    # Parallel requests share the cores: nothing busy-waits.
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert zoo.detector.spinning is False
     faces = onnx_predictor.predict(skimage_data.astronaut())
     assert len(faces) == 1
 

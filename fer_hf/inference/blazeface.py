@@ -180,6 +180,11 @@ class BlazeFaceDetector:
             ONNX Runtime use every core.
         fallback (`bool`, defaults to True): the short-range pass (scores above 0.7 only) when
             nothing else is found (with model "full"); it runs on one thread.
+        spinning (`bool`, defaults to True): ONNX Runtime's worker threads busy-wait between
+            operators (its own default): fastest when the process has the cores to itself (a
+            script, the CLI, a video loop). Pass False where the CPU is shared with other work
+            (a training run, a server's parallel requests): spinning threads then take cores
+            from it. No effect at one thread (no worker threads).
     """
 
     def __init__(
@@ -190,6 +195,7 @@ class BlazeFaceDetector:
         iou_threshold: float = 0.3,
         num_threads: int | None = None,
         fallback: bool = True,
+        spinning: bool = True,
     ):
         if model not in BLAZEFACE_MODELS:
             raise ValueError(
@@ -210,13 +216,14 @@ class BlazeFaceDetector:
         self.min_score = float(min_score)
         self.iou_threshold = float(iou_threshold)
         self.num_threads = num_threads
-        self._session = _session(file_name, num_threads)
+        self.spinning = bool(spinning)
+        self._session = _session(file_name, num_threads, self.spinning)
         self._anchors: dict[tuple[str, int, int], np.ndarray] = {}
         self.fallback = bool(fallback) and model == "full"
         self._fallback_session = None
         if self.fallback:
             # One thread: a 128 px pass gains nothing from waking a second one.
-            self._fallback_session = _session(BLAZEFACE_MODELS["short"][0], 1)
+            self._fallback_session = _session(BLAZEFACE_MODELS["short"][0], 1, False)
 
     @classmethod
     def for_video(cls, **overrides) -> BlazeFaceDetector:
@@ -240,7 +247,7 @@ class BlazeFaceDetector:
         return (
             f"{type(self).__name__}(model={self.model!r}, input_sides={self.input_sides}, "
             f"min_score={self.min_score}, iou_threshold={self.iou_threshold}, "
-            f"fallback={self.fallback})"
+            f"fallback={self.fallback}, spinning={self.spinning})"
         )
 
     def detect(self, image: np.ndarray) -> list[Box]:
@@ -331,10 +338,10 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return image[:, :, :3]
 
 
-def _session(file_name: str, num_threads: int | None) -> _SessionPerShape:
+def _session(file_name: str, num_threads: int | None, spinning: bool) -> _SessionPerShape:
     """ONNX Runtime CPU sessions on a bundled model file (package data, read as bytes)."""
     model = (resources.files("fer_hf.inference") / "weights" / file_name).read_bytes()
-    return _SessionPerShape(model, num_threads)
+    return _SessionPerShape(model, num_threads, spinning)
 
 
 _AXES = ("batch", "height", "width")
@@ -411,9 +418,12 @@ class _SessionPerShape:
     like the sessions themselves.
     """
 
-    def __init__(self, model: bytes, num_threads: int | None, limit: int = 8):
+    def __init__(
+        self, model: bytes, num_threads: int | None, spinning: bool = False, limit: int = 8
+    ):
         self._models = {1: model}  # number of passes -> graph
         self._num_threads = num_threads
+        self._spinning = spinning
         self._limit = limit
         self._sessions: OrderedDict[tuple[tuple[int, ...], ...], object] = OrderedDict()
         self._lock = threading.Lock()
@@ -436,7 +446,9 @@ class _SessionPerShape:
             for i, shape in enumerate(shapes)
             for axis, size in zip(_AXES, shape, strict=True)
         }
-        session = onnx_session(model, self._num_threads, fixed_dimensions=dimensions)
+        session = onnx_session(
+            model, self._num_threads, spinning=self._spinning, fixed_dimensions=dimensions
+        )
         with self._lock:  # two threads may both load a new shape: the first one's is kept
             session = self._sessions.setdefault(shapes, session)
             self._sessions.move_to_end(shapes)

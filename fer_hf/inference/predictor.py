@@ -81,6 +81,7 @@ class FerPredictor:
         num_threads: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         align: bool = True,
+        spinning: bool = True,
     ) -> FerPredictor:
         """Load a model folder (or Hub repo id).
 
@@ -104,6 +105,10 @@ class FerPredictor:
             max_pixels: larger images are refused (decompression bombs); None disables the check.
             align: rotate each face so its eyes are level before classification (needs a
                 detector with keypoints: BlazeFace; Haar boxes are used as they are).
+            spinning: ONNX Runtime's worker threads (the ONNX backends, the BlazeFace detector)
+                busy-wait between operators, its own default and the fastest setting when the
+                process has the cores to itself; pass False on a CPU shared with other work (a
+                training run, a server's parallel requests), where they would take cores from it.
         """
         if backend not in BACKENDS:
             raise ValueError(f"Unknown backend {backend!r}; expected one of {BACKENDS}.")
@@ -124,10 +129,10 @@ class FerPredictor:
                 from fer_hf.models import load_processor
 
                 image_processor = load_processor(folder)
-            runner = _OnnxRunner(folder / ONNX_FILE_NAMES[backend], num_threads)
+            runner = _OnnxRunner(folder / ONNX_FILE_NAMES[backend], num_threads, spinning)
             config = read_json(folder / "config.json", "a transformers config")
             id2label = {int(k): v for k, v in config["id2label"].items()}
-        made = _make_detector(detector, num_threads)
+        made = _make_detector(detector, num_threads, spinning)
         return cls(
             runner,
             image_processor,
@@ -137,7 +142,7 @@ class FerPredictor:
             max_pixels=max_pixels,
             backend=backend,
             align=align,
-            video_detector=_video_detector(detector, made, num_threads),
+            video_detector=_video_detector(detector, made, num_threads, spinning),
         )
 
     @property
@@ -285,8 +290,8 @@ class _TorchRunner:
 
 
 class _OnnxRunner:
-    def __init__(self, path: Path, num_threads: int | None):
-        self.session = onnx_session(path, num_threads)
+    def __init__(self, path: Path, num_threads: int | None, spinning: bool = True):
+        self.session = onnx_session(path, num_threads, spinning=spinning)
         outputs = [o.name for o in self.session.get_outputs()]
         self.has_valence_arousal = "valence_arousal" in outputs
         self._outputs = ["logits", "valence_arousal"] if self.has_valence_arousal else ["logits"]
@@ -302,14 +307,14 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _make_detector(
-    detector: FaceDetector | str | None, num_threads: int | None = None
+    detector: FaceDetector | str | None, num_threads: int | None = None, spinning: bool = True
 ) -> FaceDetector | None:
     if detector is None or isinstance(detector, FaceDetector):
         return detector
     if detector == "blazeface":
-        return BlazeFaceDetector(num_threads=num_threads)
+        return BlazeFaceDetector(num_threads=num_threads, spinning=spinning)
     if detector == "blazeface-video":
-        return BlazeFaceDetector.for_video(num_threads=num_threads)
+        return BlazeFaceDetector.for_video(num_threads=num_threads, spinning=spinning)
     if detector == "haar":
         return HaarCascadeDetector()
     if detector == "haar-video":
@@ -321,13 +326,16 @@ def _make_detector(
 
 
 def _video_detector(
-    name: FaceDetector | str | None, detector: FaceDetector | None, num_threads: int | None
+    name: FaceDetector | str | None,
+    detector: FaceDetector | None,
+    num_threads: int | None,
+    spinning: bool = True,
 ) -> FaceDetector | None:
     """The video setting that goes with a named photo detector (None: use the detector itself)."""
     if name == "blazeface":
         return detector.as_video()  # shares the loaded model
     if isinstance(name, str) and name in VIDEO_DETECTORS:
-        return _make_detector(VIDEO_DETECTORS[name], num_threads)
+        return _make_detector(VIDEO_DETECTORS[name], num_threads, spinning)
     return None
 
 

@@ -31,9 +31,11 @@ def onnx_session(
     Runtime's idle worker threads sleep instead of busy-waiting: on a CPU shared with other
     work (a Space's parallel requests, a training run) busy-waiting threads take cores from it;
     BlazeFace at 2 threads beside two training processes took 72 ms per 640x480 image spinning,
-    24 ms not (a bench/detection.py scene, 2-core Xeon). `fixed_dimensions` fixes named
-    dynamic input axes (e.g. `{"height": 320}`) for the session's lifetime, so the graph
-    optimiser can plan for that shape.
+    24 ms not (a bench/detection.py scene, 2-core Xeon). `BlazeFaceDetector` and
+    `FerPredictor` pass `spinning=True` by default (a process with the cores to itself: 13.5 vs
+    16.5 ms per 640x480 image at 2 threads on an idle 2-core Xeon); the Space passes False.
+    `fixed_dimensions` fixes named dynamic input axes (e.g. `{"height": 320}`) for the
+    session's lifetime, so the graph optimiser can plan for that shape.
     """
     import onnxruntime as ort
 
