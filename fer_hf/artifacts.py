@@ -39,6 +39,13 @@ ONNX_FILE_NAMES = {"onnx": ONNX_FILE_NAME, "onnx-int8": QUANTIZED_FILE_NAME}
 BENCH_GLOB = "bench*.json"
 
 
+def overlaps(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths are the same or one lies inside the other (after resolving links):
+    an output folder that overlaps an input would modify or replace it."""
+    a, b = Path(a).resolve(), Path(b).resolve()
+    return a == b or a in b.parents or b in a.parents
+
+
 def read_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """Load a JSON object, with errors that name the file and what it should be."""
     try:
@@ -121,6 +128,7 @@ __all__ = [
     "QUANTIZED_FILE_NAME",
     "SUMMARY_FILE",
     "machine_info",
+    "overlaps",
     "package_versions",
     "read_json",
     "write_json",

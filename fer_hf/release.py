@@ -20,6 +20,7 @@ from .artifacts import (
     ORT_CONFIG_FILE,
     PREPARE_REPORT_FILE,
     SUMMARY_FILE,
+    overlaps,
     read_json,
 )
 from .hub.model_card import _REPO_ID, render_model_card
@@ -54,11 +55,6 @@ def refresh_model_code(folder: str | Path) -> list[str]:
     return changed
 
 
-def _is_within(path: Path, folder: Path) -> bool:
-    path, folder = path.resolve(), folder.resolve()
-    return path == folder or folder in path.parents
-
-
 def _check_inputs(run_dir: Path, output: Path, data: Path, overwrite: bool, bench: list[Path]):
     """Fail before any work: missing run files, an output in the way, paths that would collide."""
     if not (run_dir / "config.json").is_file():
@@ -89,7 +85,7 @@ def _check_inputs(run_dir: Path, output: Path, data: Path, overwrite: bool, benc
         (data, "--data"),
         *((b, "bench file") for b in bench),
     ):
-        if _is_within(path, output) or _is_within(output, path):
+        if overlaps(path, output):
             raise ValueError(
                 f"--output {output} overlaps the {what} {path}; write the release to a separate "
                 "folder (e.g. checkpoints/NAME) so no input is ever modified or replaced."

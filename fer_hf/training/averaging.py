@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import SUMMARY_FILE, read_json, write_json
+from ..artifacts import SUMMARY_FILE, overlaps, read_json, write_json
 from ..data import load_eval_split
 from ..models import label_names, load_model_folder
 from .transforms import FerTransform, collate
@@ -84,8 +84,7 @@ def _check_output(output: Path, folders: list[Path], data: Path | None, overwrit
     for path, what in [*((f, "model folder") for f in folders), (data, "--data")]:
         if path is None:
             continue
-        a, b = output.resolve(), path.resolve()
-        if a == b or a in b.parents or b in a.parents:
+        if overlaps(output, path):
             raise ValueError(
                 f"--output {output} overlaps the {what} {path}; write the average to a new "
                 "folder so no input is modified."
