@@ -202,3 +202,31 @@ def test_cli_rejects_bad_weights_text(tmp_path, data, capsys):
     argv = ["average", str(a), str(b), "--output", str(tmp_path / "o"), "--weights", "1,x"]
     assert main(argv) == 2
     assert "comma-separated numbers" in capsys.readouterr().err
+
+
+def test_a_checkpoint_folder_takes_its_runs_summary_and_only_a_checkpoint_does(tmp_path):
+    run = tmp_path / "run"
+    a = model_folder(run, "checkpoint-500", "vit", seed=1)
+    b = model_folder(run, "checkpoint-1000", "vit", seed=2)
+    started = {  # what train.py writes when a run starts
+        "model_kind": "vit",
+        "dataset": {"name": "fer2013", "path": "prepared/fer2013"},
+        "command": "train.py x.yaml",
+        "output_dir": str(run),
+        "in_progress": True,
+    }
+    (run / "train_summary.json").write_text(json.dumps(started))
+    record = average_models([a, b], tmp_path / "avg")
+    summary = json.loads((tmp_path / "avg" / "train_summary.json").read_text())
+    assert record["summary_from"] == str((run / "train_summary.json").resolve())
+    assert summary == {
+        "model_kind": "vit",
+        "dataset": started["dataset"],
+        "weight_average": record,
+    }
+    other = model_folder(run, "soup", "vit", seed=3)  # not a checkpoint: no borrowed summary
+    record = average_models([other, a], tmp_path / "avg2")
+    assert record["summary_from"] is None
+    assert json.loads((tmp_path / "avg2" / "train_summary.json").read_text()) == {
+        "weight_average": record
+    }

@@ -413,11 +413,27 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     )
     assert process.returncode == -9, process.stderr[-3000:]
     assert sorted(p.name for p in killed.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
-    assert not (killed / "train_summary.json").exists()
+    # The summary written at the start records the data and recipe of the stopped run, so its
+    # checkpoints average (stochastic weight averaging) into a folder that can be released.
+    started = json.loads((killed / "train_summary.json").read_text())
+    assert started["in_progress"] is True and "global_step" not in started
+    assert started["dataset"]["path"] and started["hyperparameters"]["max_steps"] == 7
+    from fer_hf.training.averaging import average_models
+
+    record = average_models(
+        [killed / "checkpoint-2", killed / "checkpoint-4"], tmp_path / "avg", data=data,
+        bn_images=16, batch_size=8,
+    )  # fmt: skip
+    averaged = json.loads((tmp_path / "avg" / "train_summary.json").read_text())
+    assert record["summary_from"] == str((killed / "train_summary.json").resolve())
+    assert averaged["dataset"] == started["dataset"] and averaged["model_kind"] == "factorized"
+    assert not {"in_progress", "command", "output_dir"} & set(averaged)
 
     resumed = run(flags(data, killed, *common))  # finds checkpoint-4 by itself
     assert resumed["resumed_from"] == str(killed / "checkpoint-4")
     assert resumed["global_step"] == 7
+    finished = json.loads((killed / "train_summary.json").read_text())
+    assert "in_progress" not in finished and finished["global_step"] == 7
 
     def losses(folder):
         history = json.loads((folder / "trainer_state.json").read_text())["log_history"]

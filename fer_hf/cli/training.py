@@ -153,7 +153,9 @@ def add_average(sub: argparse._SubParsersAction) -> None:
         description="Write OUTPUT: a model folder whose weights are the mean of the MODEL_DIRs' "
         "(runs or releases of one architecture and label schema, e.g. the ends of successive "
         "warm-restart cycles). Batch-norm statistics are recomputed on --data's training images "
-        "(required for the ResNet and factorized models; the ViT has none). Release the result "
+        "(required for models with batch norm: the ResNet, the factorized CNN and a ViT with "
+        "the convolutional tokeniser, as released). A Trainer checkpoint-N folder takes its "
+        "run's train_summary.json. Release the result "
         "with `fer-hf release OUTPUT ...`.",
     )
     p.add_argument("model_dir", nargs="+", help="two or more model folders (runs or releases)")

@@ -9,7 +9,8 @@ and speed, unlike an ensemble.
 Batch-norm running statistics do not average: the mean of several models' statistics is not the
 statistics of the averaged model's activations, and can cost many points. Models with batch norm
 (the ResNet and the factorized CNN) therefore get theirs recomputed from training images
-(`torch.optim.swa_utils.update_bn`); transformers' ViT has none and needs no data.
+(`torch.optim.swa_utils.update_bn`), and so does a ViT with the convolutional tokeniser (the
+releases'); one with a plain patch projection has no batch norm and needs no data.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,6 +131,18 @@ def recompute_batch_norm(
     return count
 
 
+def _summary_of(folder: Path) -> Path | None:
+    """The training summary describing `folder`: its own, or for a Trainer `checkpoint-N` folder
+    (which has none) its run folder's, which `train.py` writes when the run starts."""
+    own = folder / SUMMARY_FILE
+    if own.is_file():
+        return own
+    parent = folder.parent / SUMMARY_FILE
+    if re.fullmatch(r"checkpoint-\d+", folder.name) and parent.is_file():
+        return parent
+    return None
+
+
 def average_models(
     model_dirs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -209,14 +223,15 @@ def average_models(
         shutil.rmtree(output)
     model.save_pretrained(output, safe_serialization=True)
     processor.save_pretrained(output)
-    summary_path = folders[0] / SUMMARY_FILE
-    summary = read_json(summary_path, "a training summary") if summary_path.is_file() else {}
+    summary_path = _summary_of(folders[0])
+    summary = read_json(summary_path, "a training summary") if summary_path is not None else {}
     for key in (
         "best_metric", "best_model_checkpoint", "eval_metrics", "test_metrics",
         "train_runtime_s", "train_samples_per_s", "train_loss", "resumed_from", "global_step",
-        "output_dir", "command",
+        "output_dir", "command", "in_progress",
     ):  # fmt: skip
         summary.pop(key, None)
+    record["summary_from"] = None if summary_path is None else str(summary_path.resolve())
     summary["weight_average"] = record
     write_json(output / SUMMARY_FILE, summary)
     return record

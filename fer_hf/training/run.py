@@ -342,25 +342,10 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
         channels_last=precision.channels_last,
         teacher_bf16=teacher_bf16,
     )
-    started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    runtime = time.perf_counter() - started
-    trainer.save_model()  # the best checkpoint, with its processor
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()
-
-    eval_metrics = trainer.evaluate(metric_key_prefix="eval")
-    trainer.save_metrics("eval", eval_metrics)
-    test_metrics = None
-    if test_dataset is not None:
-        if data_args.data_pipeline == "decoded":
-            trainer.eval_collator = UInt8Collator(test_dataset.array_path)
-        test_metrics = trainer.evaluate(test_dataset, metric_key_prefix="test")
-        trainer.save_metrics("test", test_metrics)
-
-    state = trainer.state
-    summary = {
+    # What is known before the first step is written now, so that a run stopped early (killed, or
+    # out of time) still records its data and recipe: `fer-hf average` of its checkpoint-* folders
+    # and `fer-hf release` of that average read it. The finished run rewrites the file.
+    provenance = {
         "model_kind": model_args.model_kind,
         "base_model": model_args.model_name_or_path,
         "dataset": data.info,
@@ -383,13 +368,41 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
                 "reason": precision.reason,
             },
         },
-        "global_step": state.global_step,
         "resumed_from": checkpoint,
+        "machine": run_machine_info(training_args),
+        "metric_for_best_model": training_args.metric_for_best_model,
+        "output_dir": str(Path(training_args.output_dir).resolve()),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+    if trainer.is_world_process_zero():
+        Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
+        write_json(
+            Path(training_args.output_dir) / SUMMARY_FILE, {**provenance, "in_progress": True}
+        )
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    runtime = time.perf_counter() - started
+    trainer.save_model()  # the best checkpoint, with its processor
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+
+    eval_metrics = trainer.evaluate(metric_key_prefix="eval")
+    trainer.save_metrics("eval", eval_metrics)
+    test_metrics = None
+    if test_dataset is not None:
+        if data_args.data_pipeline == "decoded":
+            trainer.eval_collator = UInt8Collator(test_dataset.array_path)
+        test_metrics = trainer.evaluate(test_dataset, metric_key_prefix="test")
+        trainer.save_metrics("test", test_metrics)
+
+    state = trainer.state
+    summary = {
+        **provenance,
+        "global_step": state.global_step,
         "train_runtime_s": round(runtime, 3),
         "train_samples_per_s": result.metrics.get("train_samples_per_second", 0.0),
         "train_loss": result.metrics.get("train_loss"),
-        "machine": run_machine_info(training_args),
-        "metric_for_best_model": training_args.metric_for_best_model,
         "best_metric": state.best_metric,
         "best_model_checkpoint": state.best_model_checkpoint,
         "eval_metrics": {"split": data_args.eval_split, **_prefixless(eval_metrics, "eval")},
@@ -398,8 +411,6 @@ def train(model_args, data_args, training_args, callbacks=None) -> dict:
             if test_metrics is not None
             else None
         ),
-        "output_dir": str(Path(training_args.output_dir).resolve()),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
     if trainer.is_world_process_zero():
         write_json(Path(training_args.output_dir) / SUMMARY_FILE, summary)
