@@ -224,6 +224,14 @@ def test_a_checkpoint_folder_takes_its_runs_summary_and_only_a_checkpoint_does(t
         "dataset": started["dataset"],
         "weight_average": record,
     }
+    from fer_hf.hub.model_card import _average_sentence
+
+    card = _average_sentence(record)
+    assert "average of 2 checkpoints of one run `run`" in card and "`checkpoint-1000`" in card
+    assert str(tmp_path) not in card  # folder names only, never a path of the training machine
+    later = model_folder(tmp_path / "run2", "checkpoint-800", "vit", seed=4)
+    card = _average_sentence({"sources": [str(a), str(later)], "weights": [0.5, 0.5]})
+    assert "average of 2 checkpoints of 2 runs" in card and "`run2/checkpoint-800`" in card
     other = model_folder(run, "soup", "vit", seed=3)  # not a checkpoint: no borrowed summary
     record = average_models([other, a], tmp_path / "avg2")
     assert record["summary_from"] is None

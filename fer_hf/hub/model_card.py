@@ -223,14 +223,28 @@ def _average_sentence(average: dict) -> str:
     """How `fer-hf average` made the weights: the sources by folder name (never a path on the
     training machine), their weights, and the batch-norm recomputation."""
     sources, weights = average["sources"], average.get("weights") or []
-    names = [f"`{Path(str(s)).name}`" for s in sources]
+    paths = [Path(str(s)) for s in sources]
+    checkpoints = all(p.name.startswith("checkpoint-") for p in paths)
+    runs = list(dict.fromkeys(p.parent.name for p in paths))
+    if checkpoints and len(runs) > 1:  # a step number alone would not say which run
+        names = [f"`{p.parent.name}/{p.name}`" for p in paths]
+    else:
+        names = [f"`{p.name}`" for p in paths]
     if weights and len(set(weights)) > 1 and len(weights) == len(names):
         names = [f"{n} ({w:.2f})" for n, w in zip(names, weights, strict=True)]
-    text = (
-        f" The released weights are the average of {len(sources)} runs of this architecture "
-        f"(stochastic weight averaging with `fer-hf average`: {', '.join(names)}); the "
-        "hyperparameters below are the first run's."
-    )
+    if checkpoints:  # SWA over Trainer checkpoints, named by step
+        where = f"one run `{runs[0]}`" if len(runs) == 1 else f"{len(runs)} runs"
+        text = (
+            f" The released weights are the average of {len(sources)} checkpoints of {where} "
+            f"(stochastic weight averaging with `fer-hf average`: {', '.join(names)}); the "
+            f"hyperparameters below are {'that' if len(runs) == 1 else 'the first'} run's."
+        )
+    else:
+        text = (
+            f" The released weights are the average of {len(sources)} runs of this architecture "
+            f"(stochastic weight averaging with `fer-hf average`: {', '.join(names)}); the "
+            "hyperparameters below are the first run's."
+        )
     bn = average.get("batch_norm_recomputed")
     if isinstance(bn, dict) and bn.get("images"):
         text += (
