@@ -10,6 +10,7 @@ import json
 import math
 import os
 import platform
+import re
 import time
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +38,11 @@ PARITY_FILE = "parity.json"
 ONNX_FILE_NAMES = {"onnx": ONNX_FILE_NAME, "onnx-int8": QUANTIZED_FILE_NAME}
 # bench/*.py output stored in a release folder (the card's speed rows).
 BENCH_GLOB = "bench*.json"
+
+
+def is_trainer_checkpoint(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is named like a `Trainer` checkpoint inside a run (`checkpoint-<step>`)."""
+    return re.fullmatch(r"checkpoint-\d+", Path(folder).name) is not None
 
 
 def overlaps(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -127,6 +133,7 @@ __all__ = [
     "PREPARE_REPORT_FILE",
     "QUANTIZED_FILE_NAME",
     "SUMMARY_FILE",
+    "is_trainer_checkpoint",
     "machine_info",
     "overlaps",
     "package_versions",

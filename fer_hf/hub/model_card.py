@@ -12,7 +12,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..artifacts import read_json
+from ..artifacts import is_trainer_checkpoint, read_json
 from .card_speed import count as _count
 from .card_speed import finite as _finite
 from .card_speed import onnx_context, speed_context
@@ -224,7 +224,7 @@ def _average_sentence(average: dict) -> str:
     training machine), their weights, and the batch-norm recomputation."""
     sources, weights = average["sources"], average.get("weights") or []
     paths = [Path(str(s)) for s in sources]
-    checkpoints = all(p.name.startswith("checkpoint-") for p in paths)
+    checkpoints = all(is_trainer_checkpoint(p) for p in paths)
     runs = list(dict.fromkeys(p.parent.name for p in paths))
     if checkpoints and len(runs) > 1:  # a step number alone would not say which run
         names = [f"`{p.parent.name}/{p.name}`" for p in paths]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import SUMMARY_FILE, overlaps, read_json, write_json
+from ..artifacts import SUMMARY_FILE, is_trainer_checkpoint, overlaps, read_json, write_json
 from ..data import load_eval_split
 from ..models import label_names, load_model_folder
 from .transforms import FerTransform, collate
@@ -138,7 +137,7 @@ def _summary_of(folder: Path) -> Path | None:
     if own.is_file():
         return own
     parent = folder.parent / SUMMARY_FILE
-    if re.fullmatch(r"checkpoint-\d+", folder.name) and parent.is_file():
+    if is_trainer_checkpoint(folder) and parent.is_file():
         return parent
     return None
 
