@@ -25,6 +25,14 @@ PREPARED_VERSION = 1
 PREPARE_REPORT_FILE = "prepare_report.json"
 # `train.py` in its output_dir.
 SUMMARY_FILE = "train_summary.json"
+# Its keys that describe one run (where and how it ran, its results), not the data and recipe of
+# its weights: `fer-hf average` drops them from the summary it carries over. A test checks that
+# these are exactly the keys a finished run's summary adds to, or drops from, its start summary.
+SUMMARY_RUN_KEYS = (
+    "output_dir", "command", "in_progress", "resumed_from", "global_step", "train_runtime_s",
+    "train_samples_per_s", "train_loss", "best_metric", "best_model_checkpoint", "eval_metrics",
+    "test_metrics",
+)  # fmt: skip
 # `fer-hf evaluate` in its output folder.
 METRICS_FILE = "metrics.json"
 CONFUSION_PNG = "confusion_matrix.png"

@@ -15,6 +15,7 @@ import torch
 from helpers_training import TRAIN_COUNTS, prepared_dataset, tiny_model_overrides, write_class_tree
 from safetensors.torch import load_file
 
+from fer_hf.artifacts import SUMMARY_RUN_KEYS
 from fer_hf.training.arguments import parse_args
 from fer_hf.training.run import train
 
@@ -427,13 +428,18 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     averaged = json.loads((tmp_path / "avg" / "train_summary.json").read_text())
     assert record["summary_from"] == str((killed / "train_summary.json").resolve())
     assert averaged["dataset"] == started["dataset"] and averaged["model_kind"] == "factorized"
-    assert not {"in_progress", "command", "output_dir"} & set(averaged)
+    assert not set(SUMMARY_RUN_KEYS) & set(averaged)
 
     resumed = run(flags(data, killed, *common))  # finds checkpoint-4 by itself
     assert resumed["resumed_from"] == str(killed / "checkpoint-4")
     assert resumed["global_step"] == 7
     finished = json.loads((killed / "train_summary.json").read_text())
     assert "in_progress" not in finished and finished["global_step"] == 7
+    # What a run's final summary adds to or changes in its start summary is all listed among the
+    # per-run keys `fer-hf average` drops, and the list names no key a run does not write.
+    changed = {k for k in set(started) | set(finished) if started.get(k) != finished.get(k)}
+    assert changed <= set(SUMMARY_RUN_KEYS)
+    assert set(SUMMARY_RUN_KEYS) - {"in_progress"} <= set(finished)
 
     def losses(folder):
         history = json.loads((folder / "trainer_state.json").read_text())["log_history"]

@@ -26,7 +26,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import SUMMARY_FILE, is_trainer_checkpoint, overlaps, read_json, write_json
+from ..artifacts import (
+    SUMMARY_FILE,
+    SUMMARY_RUN_KEYS,
+    is_trainer_checkpoint,
+    overlaps,
+    read_json,
+    write_json,
+)
 from ..data import load_eval_split
 from ..models import label_names, load_model_folder
 from .transforms import FerTransform, collate
@@ -224,11 +231,7 @@ def average_models(
     processor.save_pretrained(output)
     summary_path = _summary_of(folders[0])
     summary = read_json(summary_path, "a training summary") if summary_path is not None else {}
-    for key in (
-        "best_metric", "best_model_checkpoint", "eval_metrics", "test_metrics",
-        "train_runtime_s", "train_samples_per_s", "train_loss", "resumed_from", "global_step",
-        "output_dir", "command", "in_progress",
-    ):  # fmt: skip
+    for key in SUMMARY_RUN_KEYS:
         summary.pop(key, None)
     record["summary_from"] = None if summary_path is None else str(summary_path.resolve())
     summary["weight_average"] = record
