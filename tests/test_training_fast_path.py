@@ -371,6 +371,52 @@ def test_ensemble_averages_the_models_probabilities(prepared, tmp_path):
     assert (tmp_path / "out-ab" / "confusion_matrix.png").is_file()
 
 
+def test_ensemble_takes_one_tta_mode_per_model(prepared, tmp_path):
+    from fer_hf.data import load_eval_split
+    from fer_hf.models import label_names, load_model_folder
+    from fer_hf.training.evaluation import predict
+
+    a, b = _save_tiny(tmp_path / "a", 0), _save_tiny(tmp_path / "b", 1)
+    mixed = evaluate_model(
+        [a, b], prepared, tmp_path / "mixed", split="validation", tta=["tencrop", "flip"]
+    )
+    assert mixed["tta"] == ["tencrop", "flip"]
+    # The ensemble's prediction is the mean of model a's ten-crop and model b's flip probabilities.
+    probabilities = []
+    for folder, mode in ((a, "tencrop"), (b, "flip")):
+        model, processor = load_model_folder(folder)
+        dataset, _ = load_eval_split(prepared, "validation", label_names(model.config))
+        probabilities.append(predict(model, processor, dataset, tta=mode)[0])
+        labels = predict(model, processor, dataset)[2]
+    by_hand = np.mean(probabilities, axis=0).argmax(-1)
+    assert mixed["accuracy"] == pytest.approx(float((by_hand == labels).mean()))
+    matrix = np.zeros((7, 7), dtype=int)
+    np.add.at(matrix, (labels, by_hand), 1)
+    assert mixed["confusion_matrix"]["matrix"] == matrix.tolist()
+    # One mode for all is recorded as that mode; a wrong count or mode is refused by name.
+    same = evaluate_model([a, b], prepared, tmp_path / "s", split="validation", tta=["flip"])
+    assert same["tta"] == "flip"
+    with pytest.raises(ValueError, match="lists 3 modes .* for 2 models"):
+        evaluate_model([a, b], prepared, tmp_path / "x", split="validation", tta=["flip"] * 3)
+    with pytest.raises(ValueError, match="Unknown --tta 'fivecrop'"):
+        evaluate_model([a, b], prepared, tmp_path / "x", split="validation", tta="fivecrop")
+    assert not (tmp_path / "x").exists()
+
+
+def test_evaluate_cli_parses_per_model_tta(capsys):
+    from fer_hf.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["evaluate", "a", "b", "data", "--tta", "tencrop,flip", "--output", "o"]
+    )
+    assert args.tta == ["tencrop", "flip"]
+    assert parser.parse_args(["evaluate", "a", "data", "--output", "o"]).tta == ["none"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "a", "data", "--tta", "flip,mirror", "--output", "o"])
+    assert "unknown mode 'mirror'" in capsys.readouterr().err
+
+
 def test_ensemble_of_other_label_schemas_is_refused(prepared, tmp_path):
     a = _save_tiny(tmp_path / "a", 0)
     model, processor = build_model(

@@ -115,15 +115,32 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--tta",
-        choices=["none", "flip", "tencrop"],
-        default="none",
-        help="test-time augmentation: `flip` averages each image with its mirror, `tencrop` "
-        "the four corner and the centre crops (5/6 of the side, resized to the input size) and "
-        "their mirrors (default: none)",
+        type=_tta_modes,
+        default=["none"],
+        metavar="MODE[,MODE...]",
+        help="test-time augmentation (none, flip, tencrop): `flip` averages each image with its "
+        "mirror, `tencrop` the four corner and the centre crops and their mirrors (a model "
+        "trained on random crops gets crops of its training size; any other, crops of 5/6 of "
+        "the side resized to its input size). An ensemble takes one mode for all models or one "
+        "per model, comma-separated in the models' order, e.g. `--tta tencrop,tencrop,flip` "
+        "(default: none)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--output", required=True, help="folder for metrics.json and the plot")
     p.set_defaults(func=_run_evaluate)
+
+
+def _tta_modes(value: str) -> list[str]:
+    """`--tta`'s comma-separated modes; each must be known (the count is checked per ensemble)."""
+    from fer_hf.training.evaluation import TTA_MODES
+
+    modes = [mode.strip() for mode in value.split(",")]
+    unknown = [mode for mode in modes if mode not in TTA_MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown mode {unknown[0]!r} in {value!r}; expected one of: {', '.join(TTA_MODES)}"
+        )
+    return modes
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -148,12 +149,31 @@ def plot_confusion_matrix(matrix, labels, path: str | Path, title: str | None = 
     return path
 
 
+def per_model_tta(tta: str | Sequence[str], num_models: int) -> list[str]:
+    """`tta` as one mode per model: a single mode (or a one-item list) applies to every model.
+
+    Raises `ValueError` naming an unknown mode, or a list whose length is not `num_models`.
+    """
+    modes = [tta] if isinstance(tta, str) else list(tta)
+    for mode in modes:
+        if mode not in TTA_MODES:
+            raise ValueError(f"Unknown --tta {mode!r}; expected one of: {', '.join(TTA_MODES)}.")
+    if len(modes) == 1:
+        return modes * num_models
+    if len(modes) != num_models:
+        raise ValueError(
+            f"--tta lists {len(modes)} modes ({','.join(modes)}) for {num_models} models; give "
+            "one mode for all of them or one per model, in the models' order."
+        )
+    return modes
+
+
 def evaluate_model(
     model_dir: str | Path | list[str | Path],
     data: str | Path,
     output: str | Path,
     split: str = "test",
-    tta: str = "none",
+    tta: str | Sequence[str] = "none",
     batch_size: int = 64,
     device: str | None = None,
     recorded_model: str | None = None,
@@ -162,18 +182,19 @@ def evaluate_model(
 
     `model_dir` may be a list of folders: an ensemble that averages the models' probabilities
     (and valence/arousal, over the models that predict them), each model preprocessing the
-    images with its own processor (and `tta`). All must predict the same labels.
+    images with its own processor (and `tta`). All must predict the same labels. `tta` is one
+    mode for every model, or one per model (an ensemble of a crop-trained CNN, best with
+    "tencrop", and a ViT, best with "flip").
 
     `metrics.json` holds `n`, `accuracy`, `balanced_accuracy`, `macro_f1`, `per_class_recall`
     ({label: recall or null}), `confusion_matrix` ({"labels", "matrix"}: rows true, columns
     predicted), `valence_*`/`arousal_*` (rmse, ccc, pcc, sagr, n) when the model and data have
     them, the run's `model` (a path, a list of paths for an ensemble, or `recorded_model` when
     given: where a release built in a staging folder will live), `ensemble` (number of models),
-    `data`, `split`, `tta`, `runtime_s`, and `num_skipped` / `skipped` (`[{"file", "reason"}]`:
-    unreadable files of a class-folder tree). Returns that dict.
+    `data`, `split`, `tta` (a mode, or the list of per-model modes when they differ),
+    `runtime_s`, and `num_skipped` / `skipped` (`[{"file", "reason"}]`: unreadable files of a
+    class-folder tree). Returns that dict.
     """
-    if tta not in TTA_MODES:
-        raise ValueError(f"Unknown --tta {tta!r}; expected one of: {', '.join(TTA_MODES)}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"--batch-size must be a positive int, got {batch_size!r}.")
     output = Path(output).expanduser()
@@ -182,6 +203,7 @@ def evaluate_model(
     model_dirs = list(model_dir) if isinstance(model_dir, list | tuple) else [model_dir]
     if not model_dirs:
         raise ValueError("Pass at least one model folder.")
+    modes = per_model_tta(tta, len(model_dirs))
     loaded = []
     for folder in model_dirs:
         model, processor = load_model_folder(folder)
@@ -199,8 +221,8 @@ def evaluate_model(
 
     started = time.perf_counter()
     runs = [
-        predict(model, processor, dataset, batch_size=batch_size, tta=tta, device=device)
-        for model, processor, _ in loaded
+        predict(model, processor, dataset, batch_size=batch_size, tta=mode, device=device)
+        for (model, processor, _), mode in zip(loaded, modes, strict=True)
     ]
     probabilities = np.mean([run[0] for run in runs], axis=0)
     affects = [run[1] for run in runs if run[1] is not None]
@@ -221,7 +243,7 @@ def evaluate_model(
         data=str(Path(data).resolve()),
         data_kind=described["kind"],
         split=described["split"],
-        tta=tta,
+        tta=modes[0] if len(set(modes)) == 1 else modes,
         runtime_s=round(time.perf_counter() - started, 3),
         # Files of a class-folder tree that could not be read (a prepared folder's skipped
         # records are in its prepare_report.json).
