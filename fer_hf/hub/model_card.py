@@ -232,19 +232,18 @@ def _average_sentence(average: dict) -> str:
         names = [f"`{p.name}`" for p in paths]
     if weights and len(set(weights)) > 1 and len(weights) == len(names):
         names = [f"{n} ({w:.2f})" for n, w in zip(names, weights, strict=True)]
+    one_run = checkpoints and len(runs) == 1
     if checkpoints:  # SWA over Trainer checkpoints, named by step
-        where = f"one run `{runs[0]}`" if len(runs) == 1 else f"{len(runs)} runs"
-        text = (
-            f" The released weights are the average of {len(sources)} checkpoints of {where} "
-            f"(stochastic weight averaging with `fer-hf average`: {', '.join(names)}); the "
-            f"hyperparameters below are {'that' if len(runs) == 1 else 'the first'} run's."
+        what = (
+            f"checkpoints of one run `{runs[0]}`" if one_run else f"checkpoints of {len(runs)} runs"
         )
     else:
-        text = (
-            f" The released weights are the average of {len(sources)} runs of this architecture "
-            f"(stochastic weight averaging with `fer-hf average`: {', '.join(names)}); the "
-            "hyperparameters below are the first run's."
-        )
+        what = "runs of this architecture"
+    text = (
+        f" The released weights are the average of {len(sources)} {what} (stochastic weight "
+        f"averaging with `fer-hf average`: {', '.join(names)}); the hyperparameters below are "
+        f"{'that' if one_run else 'the first'} run's."
+    )
     bn = average.get("batch_norm_recomputed")
     if isinstance(bn, dict) and bn.get("images"):
         text += (
