@@ -18,6 +18,7 @@ from fer_hf.export import export_model
 from fer_hf.export.quantization import quantize
 from fer_hf.models import build_model
 from fer_hf.models.modeling_factorized import ActivationClamp, ConvNormAct
+from fer_hf.training.precision import cpu_flags
 from fer_hf.training.quantization_aware import (
     QuantizationSimulator,
     calibrate_activation_clips,
@@ -119,6 +120,10 @@ def test_simulated_grids_are_onnx_runtimes(tmp_path, clip):
         fp32 = model(pixel_values=check).logits.numpy()
         with simulator.simulate():
             simulated = model(pixel_values=check).logits.numpy()
+    if not {"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags():
+        # Without VNNI, ORT's u8s8 convolutions add pairs of products in saturating int16
+        # (VPMADDUBSW, ORT's quantization docs), which the simulator's exact sums do not model.
+        pytest.skip("ORT's int8 convolutions saturate on this CPU (no VNNI): not comparable")
     assert np.abs(simulated - int8).mean() < 0.5 * np.abs(fp32 - int8).mean()
 
 
