@@ -256,6 +256,31 @@ class FerTrainingArguments(TrainingArguments):
     distillation_temperature: float = field(
         default=4.0, metadata={"help": "Softmax temperature for the distillation term."}
     )
+    mixup_alpha: float = field(
+        default=0.0,
+        metadata={
+            "help": "Mixup (Zhang et al. 2018): blend each training batch with itself in "
+            "reverse order by a weight lam ~ Beta(a, a); the loss weights each image's label by "
+            "lam and its partner's by 1 - lam, and a distillation teacher scores the blend. "
+            "0 (default) = off."
+        },
+    )
+    cutmix_alpha: float = field(
+        default=0.0,
+        metadata={
+            "help": "CutMix (Yun et al. 2019): paste one random box of each training image's "
+            "partner (the batch in reverse order) into it, lam ~ Beta(a, a) the share kept; "
+            "labels weighted by area as for --mixup_alpha. With both set, each batch draws one "
+            "of the two with even odds (DeiT: mixup 0.8, cutmix 1.0). 0 (default) = off."
+        },
+    )
+    mix_prob: float = field(
+        default=1.0,
+        metadata={
+            "help": "Probability that a training batch is mixed (--mixup_alpha / "
+            "--cutmix_alpha); the others train as they are."
+        },
+    )
     quantization_aware: bool = field(
         default=False,
         metadata={
@@ -321,6 +346,10 @@ class FerTrainingArguments(TrainingArguments):
             return []
         return [path.strip() for path in self.teacher_model.split(",")]
 
+    def mixes(self) -> bool:
+        """Whether training batches are mixed (mixup and/or CutMix)."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
     def __post_init__(self):
         super().__post_init__()
         if self.remove_unused_columns:
@@ -351,6 +380,16 @@ class FerTrainingArguments(TrainingArguments):
         if self.teacher_tta != "none" and not self.teacher_model:
             raise ValueError(
                 f"`teacher_tta={self.teacher_tta}` needs a teacher: set `teacher_model`."
+            )
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"`{name}` must be a finite number >= 0, got {value}.")
+        if not 0 <= self.mix_prob <= 1:
+            raise ValueError(f"`mix_prob` must be in [0, 1], got {self.mix_prob}.")
+        if self.mix_prob != 1 and not self.mixes():
+            raise ValueError(
+                f"`mix_prob={self.mix_prob}` needs `mixup_alpha` or `cutmix_alpha` > 0."
             )
         if not (self.qat_consistency_weight >= 0 and math.isfinite(self.qat_consistency_weight)):
             raise ValueError(

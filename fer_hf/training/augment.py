@@ -14,6 +14,10 @@ batch, not per image:
   of 48 px faces, no resizing) in place of the random resized crop; evaluate such a model on the
   full face or with `fer-hf evaluate --tta tencrop`;
 - brightness and contrast jitter and random erasing as batched arithmetic and masks.
+
+`mix_pairs` is the batch-level mixing that `FerTrainer` applies after it (mixup / CutMix): it
+acts on the normalised `pixel_values` of a whole batch and changes the targets' weights, so it
+belongs to the loss, not to this per-image pipeline.
 Random numbers come from torch's generator of the batch's device, which the `Trainer` seeds (and
 restores on resume), so a run is reproducible on one device.
 """
@@ -186,6 +190,42 @@ class BatchAugmenter:
         return x.masked_fill(mask, 0.0)
 
 
+def mix_pairs(
+    pixel_values: torch.Tensor, mixup_alpha: float, cutmix_alpha: float
+) -> tuple[torch.Tensor, float]:
+    """Mix each image of a batch with its partner in the batch reversed (`pixel_values.flip(0)`,
+    the pairing timm uses): mixup (Zhang et al., ICLR 2018), a blend `lam * x + (1 - lam) *
+    partner`, or CutMix (Yun et al., ICCV 2019), the partner's pixels pasted into one random box
+    of area about `1 - lam`. `lam` ~ Beta(alpha, alpha) of the method drawn; with both alphas > 0
+    each batch draws one of the two with even odds (DeiT's recipe). Returns the mixed batch and
+    `lam`, the share of each image that is its own (for CutMix, the exact share left once the box
+    is clipped to the image), which weights its own target against its partner's.
+
+    Random numbers come from torch's default generator, which the `Trainer` seeds and restores
+    on resume; the batch's memory format (channels-last) is kept.
+    """
+    if mixup_alpha < 0 or cutmix_alpha < 0 or not (mixup_alpha > 0 or cutmix_alpha > 0):
+        raise ValueError(
+            f"mix_pairs needs mixup_alpha or cutmix_alpha > 0 (neither negative), got "
+            f"{mixup_alpha} and {cutmix_alpha}."
+        )
+    use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or float(torch.rand(())) < 0.5)
+    alpha = cutmix_alpha if use_cutmix else mixup_alpha
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    partner = pixel_values.flip(0)
+    if not use_cutmix:
+        return lam * pixel_values + (1 - lam) * partner, lam
+    height, width = pixel_values.shape[-2:]
+    side = math.sqrt(1 - lam)
+    cut_h, cut_w = round(height * side), round(width * side)
+    centre_y, centre_x = int(torch.randint(height, ())), int(torch.randint(width, ()))
+    top, bottom = max(centre_y - cut_h // 2, 0), min(centre_y + cut_h - cut_h // 2, height)
+    left, right = max(centre_x - cut_w // 2, 0), min(centre_x + cut_w - cut_w // 2, width)
+    mixed = pixel_values.clone()
+    mixed[..., top:bottom, left:right] = partner[..., top:bottom, left:right]
+    return mixed, 1 - (bottom - top) * (right - left) / (height * width)
+
+
 def normalize_uint8(images: torch.Tensor, processor) -> torch.Tensor:
     """(B, H, W, C) uint8 already at the processor's size and mode -> `pixel_values`, exactly as
     the processor computes them (centre crop, rescale, normalise; gray repeated to its
@@ -198,4 +238,11 @@ def normalize_uint8(images: torch.Tensor, processor) -> torch.Tensor:
     return ((x * scale - mean) / std).contiguous()
 
 
-__all__ = ["BatchAugmenter", "normalize_uint8", "processor_stats", "random_boxes", "to_channels"]
+__all__ = [
+    "BatchAugmenter",
+    "mix_pairs",
+    "normalize_uint8",
+    "processor_stats",
+    "random_boxes",
+    "to_channels",
+]

@@ -16,7 +16,7 @@ from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
 from ..models.modeling_fer import valence_arousal_loss
-from .augment import normalize_uint8
+from .augment import mix_pairs, normalize_uint8
 from .evaluation import tta_views
 from .losses import (
     ClassBalancedSampler,
@@ -45,6 +45,11 @@ class FerTrainer(Trainer):
     - `imbalance="sampler"`: batches drawn by `ClassBalancedSampler` from `train_labels`.
     - `imbalance="weighted_loss"` / `"focal"`: cross-entropy weighted by `class_weights` / focal
       loss (weighted too when `class_weights` is given).
+    - `mixup_alpha` / `cutmix_alpha`: a training batch (with probability `mix_prob`) is mixed
+      with itself reversed (`mix_pairs`); every loss term below is the `lam`-weighted sum of the
+      term for the images' own targets and for their partners' (valence/arousal targets are
+      blended linearly, unknown when either is), and a teacher scores the mixed images, so the
+      student matches the teacher's function on them (Beyer et al., CVPR 2022).
     - `teacher`: loss = alpha * KL(teacher || student at temperature T) * T^2 + (1 - alpha) * CE.
       A list of teachers (with a list of processors and of bf16 flags) is an ensemble whose
       softened probabilities are averaged (`ensemble_teacher_logits`).
@@ -124,6 +129,7 @@ class FerTrainer(Trainer):
             or bool(self.teachers)
             or self.args.label_smoothing_factor > 0
             or self.simulator is not None
+            or self.args.mixes()
         )
 
     def _get_dataloader(self, dataset, description, *args, **kwargs):
@@ -176,14 +182,17 @@ class FerTrainer(Trainer):
             outputs = model(**inputs)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
 
+        lam = None
+        if self.args.mixes() and float(torch.rand(())) < self.args.mix_prob:
+            inputs, lam = self._mixed(inputs)
         teacher_logits = self._ensemble_logits(inputs["pixel_values"]) if self.teachers else None
         outputs = model(pixel_values=inputs["pixel_values"])
-        loss = self._task_loss(model, outputs, inputs, teacher_logits)
+        loss = self._task_loss(model, outputs, inputs, teacher_logits, lam)
         if self.simulator is not None:
             self._calibrate_if_due()
             with self.simulator.simulate():
                 simulated = model(pixel_values=inputs["pixel_values"])
-            simulated_loss = self._task_loss(model, simulated, inputs, teacher_logits)
+            simulated_loss = self._task_loss(model, simulated, inputs, teacher_logits, lam)
             consistency = symmetric_kl(outputs.logits, simulated.logits)
             loss = 0.5 * (loss + simulated_loss) + self.args.qat_consistency_weight * consistency
             with torch.no_grad():
@@ -193,16 +202,37 @@ class FerTrainer(Trainer):
         outputs.loss = loss
         return (loss, outputs) if return_outputs else loss
 
-    def _task_loss(self, model, outputs, inputs, teacher_logits) -> torch.Tensor:
-        """Expression loss (weighted/focal/smoothed CE, distillation) + valence/arousal loss."""
-        labels = inputs["labels"]
-        logits = outputs.logits.float()
+    def _mixed(self, inputs: dict) -> tuple[dict, float]:
+        """A batch mixed by `mix_pairs`, its valence/arousal targets blended by the same `lam`
+        (NaN, unknown, where either image's is); `labels` stay the images' own."""
+        pixel_values, lam = mix_pairs(
+            inputs["pixel_values"], self.args.mixup_alpha, self.args.cutmix_alpha
+        )
+        mixed = {**inputs, "pixel_values": pixel_values}
+        for name in ("valence", "arousal"):
+            if inputs.get(name) is not None:
+                mixed[name] = lam * inputs[name] + (1 - lam) * inputs[name].flip(0)
+        return mixed, lam
+
+    def _label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Weighted / focal / smoothed cross-entropy of float logits against class indices."""
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
         smoothing = self.args.label_smoothing_factor
         if self.args.imbalance == "focal":
-            loss = focal_loss(logits, labels, self.args.focal_gamma, weight, smoothing)
-        else:
-            loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing)
+            return focal_loss(logits, labels, self.args.focal_gamma, weight, smoothing)
+        return F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing)
+
+    def _task_loss(
+        self, model, outputs, inputs, teacher_logits, lam: float | None = None
+    ) -> torch.Tensor:
+        """Expression loss (weighted/focal/smoothed CE, distillation) + valence/arousal loss;
+        for a mixed batch (`lam`), the label term weights each image's label by `lam` and its
+        partner's (the batch reversed) by `1 - lam`."""
+        labels = inputs["labels"]
+        logits = outputs.logits.float()
+        loss = self._label_loss(logits, labels)
+        if lam is not None:
+            loss = lam * loss + (1 - lam) * self._label_loss(logits, labels.flip(0))
         if teacher_logits is not None:
             alpha = self.args.distillation_alpha
             kd = distillation_loss(logits, teacher_logits, self.args.distillation_temperature)
@@ -308,6 +338,10 @@ def describe_loss(args) -> dict:
             qat_calibration_samples=args.qat_calibration_samples,
             qat_calibration_steps=args.qat_calibration_steps,
             qat_clip_percentile=args.qat_clip_percentile,
+        )
+    if args.mixes():
+        described.update(
+            mixup_alpha=args.mixup_alpha, cutmix_alpha=args.cutmix_alpha, mix_prob=args.mix_prob
         )
     if args.teacher_model:
         described.update(
