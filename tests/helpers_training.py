@@ -53,3 +53,16 @@ def tiny_model_overrides(kind: str = "factorized") -> dict:
     from fer_hf.models import tiny_config
 
     return {"backbone_config": tiny_config(kind, image_size=32)}
+
+
+def save_tiny_model(folder: Path, kind: str = "factorized", image_size: int = 32) -> Path:
+    """A freshly initialised tiny `kind` model with its processor saved in `folder` (a teacher
+    or a starting point for the training tests)."""
+    from fer_hf.models import build_model
+
+    model, processor = build_model(
+        kind, image_size=image_size, num_classes=7, **tiny_model_overrides(kind)
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers_training import prepared_dataset, tiny_model_overrides
+from helpers_training import prepared_dataset, save_tiny_model
 from test_training_run import flags, run
 
 from fer_hf.training.arguments import parse_args
@@ -150,14 +150,8 @@ def test_bad_mixing_arguments_are_refused(tmp_path, extra, message):
 
 
 def test_training_with_mixup_cutmix_and_a_teacher(tmp_path):
-    from fer_hf.models import build_model
-
     data = prepared_dataset(tmp_path / "data")
-    teacher, processor = build_model(
-        "factorized", image_size=32, num_classes=7, **tiny_model_overrides("factorized")
-    )
-    teacher.save_pretrained(tmp_path / "teacher")
-    processor.save_pretrained(tmp_path / "teacher")
+    teacher = save_tiny_model(tmp_path / "teacher")
     mixing = ["--mixup_alpha", "0.8", "--cutmix_alpha", "1.0", "--mix_prob", "0.9"]
     summary = run(
         flags(
@@ -166,7 +160,7 @@ def test_training_with_mixup_cutmix_and_a_teacher(tmp_path):
             "--max_steps",
             "4",
             "--teacher_model",
-            str(tmp_path / "teacher"),
+            str(teacher),
             *mixing,
         )
     )

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers_training import TRAIN_COUNTS, prepared_dataset, tiny_model_overrides, write_class_tree
+from helpers_training import (
+    TRAIN_COUNTS,
+    prepared_dataset,
+    save_tiny_model,
+    tiny_model_overrides,
+    write_class_tree,
+)
 from safetensors.torch import load_file
 
 from fer_hf.artifacts import SUMMARY_RUN_KEYS
@@ -180,14 +186,8 @@ def test_load_time_resampling_refuses_to_compound(data, tmp_path):
 
 
 def test_distillation_from_a_teacher_with_other_preprocessing(data, tmp_path):
-    teacher_dir = tmp_path / "teacher"
-    from fer_hf.models import build_model
-
-    teacher, teacher_processor = build_model(
-        "baseline", image_size=40, num_classes=7, **tiny_model_overrides("baseline")
-    )  # 3-channel 40 px teacher for a 1-channel 32 px student
-    teacher.save_pretrained(teacher_dir)
-    teacher_processor.save_pretrained(teacher_dir)
+    # a 3-channel 40 px teacher for a 1-channel 32 px student
+    teacher_dir = save_tiny_model(tmp_path / "teacher", "baseline", image_size=40)
     summary = run(
         flags(
             data,
@@ -231,18 +231,10 @@ def test_flip_teacher_averages_the_logits_of_the_crop_and_its_mirror():
 def test_ensemble_teacher_of_two_folders(data, tmp_path):
     """Two teachers named with a comma: both load, each with its own preprocessing (a 3-channel
     40 px ResNet and a 1-channel 32 px factorized net), and the run records the pair."""
-    from fer_hf.models import build_model
-
-    folders = []
-    for kind, size in (("baseline", 40), ("factorized", 32)):
-        model, processor = build_model(
-            kind, image_size=size, num_classes=7, **tiny_model_overrides(kind)
-        )
-        folder = tmp_path / f"teacher_{kind}"
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-        folders.append(str(folder))
-    spec = ",".join(folders)
+    spec = ",".join(
+        str(save_tiny_model(tmp_path / f"teacher_{kind}", kind, image_size=size))
+        for kind, size in (("baseline", 40), ("factorized", 32))
+    )
     summary = run(flags(data, tmp_path / "run", "--max_steps", "3", "--teacher_model", spec))
     assert summary["hyperparameters"]["loss"]["teacher_model"] == spec
     assert summary["global_step"] == 3
