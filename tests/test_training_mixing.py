@@ -153,17 +153,8 @@ def test_training_with_mixup_cutmix_and_a_teacher(tmp_path):
     data = prepared_dataset(tmp_path / "data")
     teacher = save_tiny_model(tmp_path / "teacher")
     mixing = ["--mixup_alpha", "0.8", "--cutmix_alpha", "1.0", "--mix_prob", "0.9"]
-    summary = run(
-        flags(
-            data,
-            tmp_path / "run",
-            "--max_steps",
-            "4",
-            "--teacher_model",
-            str(teacher),
-            *mixing,
-        )
-    )
+    distilled = ["--max_steps", "4", "--teacher_model", str(teacher)]
+    summary = run(flags(data, tmp_path / "run", *distilled, *mixing))
     loss = summary["hyperparameters"]["loss"]
     assert (loss["mixup_alpha"], loss["cutmix_alpha"], loss["mix_prob"]) == (0.8, 1.0, 0.9)
     assert summary["global_step"] == 4 and summary["train_loss"] > 0
