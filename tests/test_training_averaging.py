@@ -232,6 +232,11 @@ def test_a_checkpoint_folder_takes_its_runs_summary_and_only_a_checkpoint_does(t
     later = model_folder(tmp_path / "run2", "checkpoint-800", "vit", seed=4)
     card = _average_sentence({"sources": [str(a), str(later)], "weights": [0.5, 0.5]})
     assert "average of 2 checkpoints of 2 runs" in card and "`run2/checkpoint-800`" in card
+    release = model_folder(tmp_path, "fer2013-vit", "vit", seed=5)  # a release beside them
+    card = _average_sentence({"sources": [str(release), str(a), str(later)], "weights": [2, 1, 1]})
+    assert "average of 3 models of this architecture" in card
+    assert "`fer2013-vit` (2.00), `run/checkpoint-500` (1.00), `run2/checkpoint-800`" in card
+    assert "hyperparameters below are those of `fer2013-vit`'s run" in card
     other = model_folder(run, "soup", "vit", seed=3)  # not a checkpoint: no borrowed summary
     record = average_models([other, a], tmp_path / "avg2")
     assert record["summary_from"] is None

@@ -224,25 +224,30 @@ def _average_sentence(average: dict) -> str:
     training machine), their weights, and the batch-norm recomputation."""
     sources, weights = average["sources"], average.get("weights") or []
     paths = [Path(str(s)) for s in sources]
-    checkpoints = all(is_trainer_checkpoint(p) for p in paths)
-    runs = list(dict.fromkeys(p.parent.name for p in paths))
-    if checkpoints and len(runs) > 1:  # a step number alone would not say which run
-        names = [f"`{p.parent.name}/{p.name}`" for p in paths]
-    else:
-        names = [f"`{p.name}`" for p in paths]
+    is_checkpoint = [is_trainer_checkpoint(p) for p in paths]
+    runs = list(dict.fromkeys(p.parent.name for p in paths if is_trainer_checkpoint(p)))
+    # a step number alone would not say which run: name checkpoints by run once there are two
+    # runs, or other models beside them
+    by_run = len(runs) > 1 or not all(is_checkpoint)
+    names = [
+        f"`{p.parent.name}/{p.name}`" if c and by_run else f"`{p.name}`"
+        for p, c in zip(paths, is_checkpoint, strict=True)
+    ]
     if weights and len(set(weights)) > 1 and len(weights) == len(names):
         names = [f"{n} ({w:.2f})" for n, w in zip(names, weights, strict=True)]
-    one_run = checkpoints and len(runs) == 1
-    if checkpoints:  # SWA over Trainer checkpoints, named by step
-        what = (
-            f"checkpoints of one run `{runs[0]}`" if one_run else f"checkpoints of {len(runs)} runs"
-        )
-    else:
-        what = "runs of this architecture"
+    one_run = all(is_checkpoint) and len(runs) == 1
+    if one_run:  # SWA over Trainer checkpoints, named by step
+        what, whose = f"checkpoints of one run `{runs[0]}`", "that run's"
+    elif all(is_checkpoint):
+        what, whose = f"checkpoints of {len(runs)} runs", "the first run's"
+    elif not any(is_checkpoint):
+        what, whose = "runs of this architecture", "the first run's"
+    else:  # e.g. a release averaged with the checkpoints of runs trained from it
+        what, whose = "models of this architecture", f"those of {names[0].split(' (')[0]}'s run"
     text = (
         f" The released weights are the average of {len(sources)} {what} (stochastic weight "
         f"averaging with `fer-hf average`: {', '.join(names)}); the hyperparameters below are "
-        f"{'that' if one_run else 'the first'} run's."
+        f"{whose}."
     )
     bn = average.get("batch_norm_recomputed")
     if isinstance(bn, dict) and bn.get("images"):
