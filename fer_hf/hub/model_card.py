@@ -225,16 +225,19 @@ def _average_sentence(average: dict) -> str:
     sources, weights = average["sources"], average.get("weights") or []
     paths = [Path(str(s)) for s in sources]
     is_checkpoint = [is_trainer_checkpoint(p) for p in paths]
-    runs = list(dict.fromkeys(p.parent.name for p in paths if is_trainer_checkpoint(p)))
+    runs = list(
+        dict.fromkeys(p.parent.name for p, c in zip(paths, is_checkpoint, strict=True) if c)
+    )
     # a step number alone would not say which run: name checkpoints by run once there are two
     # runs, or other models beside them
     by_run = len(runs) > 1 or not all(is_checkpoint)
-    names = [
+    labels = [
         f"`{p.parent.name}/{p.name}`" if c and by_run else f"`{p.name}`"
         for p, c in zip(paths, is_checkpoint, strict=True)
     ]
-    if weights and len(set(weights)) > 1 and len(weights) == len(names):
-        names = [f"{n} ({w:.2f})" for n, w in zip(names, weights, strict=True)]
+    names = labels
+    if weights and len(set(weights)) > 1 and len(weights) == len(labels):
+        names = [f"{n} ({w:.2f})" for n, w in zip(labels, weights, strict=True)]
     one_run = all(is_checkpoint) and len(runs) == 1
     if one_run:  # SWA over Trainer checkpoints, named by step
         what, whose = f"checkpoints of one run `{runs[0]}`", "that run's"
@@ -243,7 +246,7 @@ def _average_sentence(average: dict) -> str:
     elif not any(is_checkpoint):
         what, whose = "runs of this architecture", "the first run's"
     else:  # e.g. a release averaged with the checkpoints of runs trained from it
-        what, whose = "models of this architecture", f"those of {names[0].split(' (')[0]}'s run"
+        what, whose = "models of this architecture", f"those of {labels[0]}'s run"
     text = (
         f" The released weights are the average of {len(sources)} {what} (stochastic weight "
         f"averaging with `fer-hf average`: {', '.join(names)}); the hyperparameters below are "
