@@ -102,6 +102,22 @@ def test_convert_pixel_values_gives_a_crop_trained_teacher_its_centre_crop():
     torch.testing.assert_close(convert_pixel_values(crops, teacher, teacher), crops)
 
 
+def test_convert_pixel_values_centre_crops_a_larger_crop_at_the_teachers_scale():
+    student = FerImageProcessor(size=48, num_channels=1, crop_size=44)  # trained on 44 px crops
+    teacher = FerImageProcessor(size=48, num_channels=1, crop_size=40)
+    faces = [np.random.default_rng(i).integers(0, 256, (48, 48), dtype=np.uint8) for i in range(3)]
+    whole = FerImageProcessor(size=48, num_channels=1)(faces, return_tensors="pt")["pixel_values"]
+    crops = whole[..., 1:45, 3:47]  # random 44 px crops of the same 48 px faces
+    converted = convert_pixel_values(crops, student, teacher)
+    # The teacher's 40 px centre of the 44 px crop, pixel for pixel: not the crop shrunk to 40.
+    torch.testing.assert_close(converted, whole[..., 3:43, 5:45], atol=1e-5, rtol=0)
+    # Faces resized to another size are a different scale: resized to what the teacher takes.
+    other = FerImageProcessor(size=64, num_channels=1, crop_size=56)
+    big = other(faces, return_tensors="pt")["pixel_values"]
+    assert convert_pixel_values(big, other, teacher).shape == (3, 1, 40, 40)
+    assert not torch.allclose(convert_pixel_values(big, other, teacher), big[..., 8:48, 8:48])
+
+
 def test_convert_pixel_values_matches_the_other_processor():
     images = batch(mode="L", size=(48, 48))["image"]
     gray = torch.as_tensor(np.stack(GRAY(images)["pixel_values"]))

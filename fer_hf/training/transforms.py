@@ -200,7 +200,8 @@ def convert_pixel_values(pixel_values: torch.Tensor, source, target) -> torch.Te
 
     Used to feed a distillation teacher whose size, channels or normalisation differ from the
     student's: undo `source`'s normalisation, convert channels (luma or repeat), take `target`'s
-    centre crop of a face at its full size or else resize (antialiased bilinear) to what it takes,
+    centre crop of a face at its full size (or of a larger crop of a face resized to the same
+    size) or else resize (antialiased bilinear) to what it takes,
     and apply `target`'s normalisation. Runs on the batch's device.
     """
 
@@ -217,10 +218,21 @@ def convert_pixel_values(pixel_values: torch.Tensor, source, target) -> torch.Te
     if x.shape[1] != target.num_channels:
         x = x.expand(-1, target.num_channels, -1, -1)
     full = (target.size["height"], target.size["width"])
-    if target.crop_size is not None and tuple(x.shape[-2:]) == full:
-        # A whole face at the size a crop-trained target resizes to: its own centre crop, so it
-        # sees the face at its training scale (not the whole face shrunk to the crop size).
-        x = centre_crop(x, target.crop_size)
+    height, width = x.shape[-2:]
+    crop = target.crop_size
+    # Crops of a face resized to the target's own size (a student trained on larger random crops,
+    # e.g. 44 px of the 48 px face a 40 px-crop teacher also starts from) are at its pixel scale.
+    same_scale = dict(source.size) == dict(target.size)
+    if crop is not None and (
+        (height, width) == full
+        or (
+            same_scale and crop["height"] <= height <= full[0] and crop["width"] <= width <= full[1]
+        )
+    ):
+        # A whole face (or a larger crop of it) at the scale a crop-trained target trained on:
+        # its own centre crop, so it sees the face at its training scale (not shrunk to the crop
+        # size).
+        x = centre_crop(x, crop)
     size = (target.output_size["height"], target.output_size["width"])  # what the target takes
     if tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
