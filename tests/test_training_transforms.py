@@ -114,8 +114,9 @@ def test_convert_pixel_values_centre_crops_a_larger_crop_at_the_teachers_scale()
     # Faces resized to another size are a different scale: resized to what the teacher takes.
     other = FerImageProcessor(size=64, num_channels=1, crop_size=56)
     big = other(faces, return_tensors="pt")["pixel_values"]
-    assert convert_pixel_values(big, other, teacher).shape == (3, 1, 40, 40)
-    assert not torch.allclose(convert_pixel_values(big, other, teacher), big[..., 8:48, 8:48])
+    resized = convert_pixel_values(big, other, teacher)
+    assert resized.shape == (3, 1, 40, 40)
+    assert not torch.allclose(resized, big[..., 8:48, 8:48])
 
 
 def test_convert_pixel_values_matches_the_other_processor():

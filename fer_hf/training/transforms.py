@@ -218,20 +218,18 @@ def convert_pixel_values(pixel_values: torch.Tensor, source, target) -> torch.Te
     if x.shape[1] != target.num_channels:
         x = x.expand(-1, target.num_channels, -1, -1)
     full = (target.size["height"], target.size["width"])
+    # A crop-trained target gets its own centre crop of a whole face, or of a larger crop of a
+    # face resized to its own size (e.g. a 44 px-crop student's crops of the 48 px face a 40 px-crop
+    # teacher also starts from): the face at its training scale, not shrunk to the crop size.
     height, width = x.shape[-2:]
     crop = target.crop_size
-    # Crops of a face resized to the target's own size (a student trained on larger random crops,
-    # e.g. 44 px of the 48 px face a 40 px-crop teacher also starts from) are at its pixel scale.
-    same_scale = dict(source.size) == dict(target.size)
-    if crop is not None and (
-        (height, width) == full
-        or (
-            same_scale and crop["height"] <= height <= full[0] and crop["width"] <= width <= full[1]
-        )
-    ):
-        # A whole face (or a larger crop of it) at the scale a crop-trained target trained on:
-        # its own centre crop, so it sees the face at its training scale (not shrunk to the crop
-        # size).
+    larger_crop = (
+        dict(source.size) == dict(target.size)
+        and crop is not None
+        and crop["height"] <= height <= full[0]
+        and crop["width"] <= width <= full[1]
+    )
+    if crop is not None and ((height, width) == full or larger_crop):
         x = centre_crop(x, crop)
     size = (target.output_size["height"], target.output_size["width"])  # what the target takes
     if tuple(x.shape[-2:]) != size:
