@@ -115,6 +115,25 @@ def test_batch_norm_statistics_come_from_the_training_images(tmp_path, data):
     assert not torch.allclose(avg[key], (wa[key] + wb[key]) / 2, atol=0.5)
 
 
+def test_one_folder_is_copied_with_its_batch_norm_statistics_recomputed(tmp_path, data, capsys):
+    a = model_folder(tmp_path, "a", "factorized", seed=1)
+    before = snapshot(a, data)
+    out = tmp_path / "refreshed"
+    argv = ["average", str(a), "--output", str(out), "--data", str(data), "--bn-images", "32"]
+    assert main(argv) == 0
+    assert "recomputed on 32 train images" in capsys.readouterr().out
+    wa, new = weights_of(a), weights_of(out)
+    assert set(new) == set(wa)
+    for name, tensor in wa.items():
+        if "running" in name:  # the sources' statistics were set to 5-10
+            assert not torch.allclose(new[name], tensor, atol=0.5), name
+        elif tensor.is_floating_point():  # batch counters are the recomputation's
+            torch.testing.assert_close(new[name], tensor)
+    record = json.loads((out / "train_summary.json").read_text())["weight_average"]
+    assert record["sources"] == [str(a.resolve())] and record["weights"] == [1.0]
+    assert snapshot(a, data) == before
+
+
 def test_cli_average_then_release(tmp_path, data, capsys):
     from fer_hf.release import build_release
 
@@ -156,7 +175,7 @@ def test_cli_average_then_release(tmp_path, data, capsys):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("one", "at least two model folders"),
+        ("one-without-batch-norm", "no batch-norm layers"),
         ("twice", "listed twice"),
         ("architecture", "not the same architecture"),
         ("labels", "label schema"),
@@ -175,8 +194,8 @@ def test_refusals_name_the_problem_and_touch_nothing(tmp_path, data, case, messa
         "labels": lambda: model_folder(tmp_path, "b", "factorized", seed=2, num_classes=8),
     }.get(case, lambda: model_folder(tmp_path, "b", "factorized", seed=2))()
     folders, kwargs, output = [a, b], {"data": data}, tmp_path / "out"
-    if case == "one":
-        folders = [a]
+    if case == "one-without-batch-norm":
+        folders = [model_folder(tmp_path, "v", "vit", seed=3)]
     elif case == "twice":
         folders = [a, a]
     elif case == "no-data":

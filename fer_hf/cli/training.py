@@ -171,11 +171,17 @@ def add_average(sub: argparse._SubParsersAction) -> None:
         "(runs or releases of one architecture and label schema, e.g. the ends of successive "
         "warm-restart cycles). Batch-norm statistics are recomputed on --data's training images "
         "(required for models with batch norm: the ResNet, the factorized CNN and a ViT with "
-        "the convolutional tokeniser, as released). A Trainer checkpoint-N folder takes its "
+        "the convolutional tokeniser, as released); one such folder alone is copied with its "
+        "statistics recomputed. A Trainer checkpoint-N folder takes its "
         "run's train_summary.json. Release the result "
         "with `fer-hf release OUTPUT ...`.",
     )
-    p.add_argument("model_dir", nargs="+", help="two or more model folders (runs or releases)")
+    p.add_argument(
+        "model_dir",
+        nargs="+",
+        help="model folders (runs or releases): two or more, or one with batch norm to recompute "
+        "its statistics",
+    )
     p.add_argument("--output", required=True, help="folder to write (must be new or empty)")
     p.add_argument(
         "--data",

@@ -123,7 +123,8 @@ def recompute_batch_norm(
     if len(dataset) == 0:
         raise ValueError(f"The {split!r} split of {data} is empty; no images for batch norm.")
     count = min(num_images, len(dataset))
-    sample = dataset.shuffle(seed=seed).select(range(count))
+    # In memory: no indices cache file is written into the user's prepared folder.
+    sample = dataset.shuffle(seed=seed, keep_in_memory=True).select(range(count))
     loader = torch.utils.data.DataLoader(
         sample.with_transform(FerTransform(processor)), batch_size=batch_size, collate_fn=collate
     )
@@ -168,7 +169,9 @@ def average_models(
     processor and code files are kept. Floating-point tensors are averaged in float32 and saved
     as float32 (`fer-hf release` stores them in float16); integer buffers (batch-norm batch
     counters) are the first folder's. A model with batch norm needs `data`: its statistics are
-    recomputed on `bn_images` images of `split` (see `recompute_batch_norm`). The first folder's
+    recomputed on `bn_images` images of `split` (see `recompute_batch_norm`). A single folder of
+    a model with batch norm is accepted: its weights are copied in float32 and its statistics
+    recomputed (e.g. for a model fine-tuned at another crop size). The first folder's
     `train_summary.json`, when it has one, is carried over (dataset, machine, hyperparameters of
     the last cycle) with its per-run fields (best checkpoint, metrics, run time) removed and a
     `weight_average` record of the sources added, so `fer-hf release` can release the average.
@@ -176,8 +179,8 @@ def average_models(
     modified. Returns that record.
     """
     folders = [Path(p).expanduser() for p in model_dirs]
-    if len(folders) < 2:
-        raise ValueError("Pass at least two model folders to average.")
+    if not folders:
+        raise ValueError("Pass at least one model folder.")
     if len({f.resolve() for f in folders}) != len(folders):
         raise ValueError("A model folder is listed twice; use --weights to weight one more.")
     shares = _check_weights(weights, len(folders))
@@ -187,6 +190,11 @@ def average_models(
 
     model, processor = load_model_folder(folders[0])
     model = model.float()
+    if len(folders) == 1 and not _has_batch_norm(model):
+        raise ValueError(
+            f"{folders[0]} has no batch-norm layers, so one folder alone has nothing to "
+            "recompute; pass at least two model folders to average."
+        )
     total = {
         name: t.float() * shares[0]
         for name, t in model.state_dict().items()

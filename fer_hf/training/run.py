@@ -196,7 +196,7 @@ def summary_line(summary: dict) -> str:
 def calibration_pixel_values(dataset, processor, num_samples: int, seed: int) -> torch.Tensor:
     """`num_samples` records of `dataset` (seeded draw), preprocessed without augmentation."""
     count = min(num_samples, len(dataset))
-    picked = dataset.shuffle(seed=seed).select(range(count))
+    picked = dataset.shuffle(seed=seed, keep_in_memory=True).select(range(count))
     return FerTransform(processor)(picked[0:count])["pixel_values"]
 
 
