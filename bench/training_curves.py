@@ -6,14 +6,18 @@
 Reads each run folder's `trainer_state.json` (the Trainer's log history: one entry per
 evaluation) and plots accuracy (solid) and balanced accuracy (dashed) against the number of
 training images seen (step x batch size), with the run's name, best checkpoint and wall time in
-the legend. Prints one JSON document with the plotted points.
+the legend. A Trainer `checkpoint-N` folder (a run stopped there) takes its run's model kind and
+is named `run/checkpoint-N`. Prints one JSON document with the plotted points.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
+
+CHECKPOINT = re.compile(r"checkpoint-\d+")  # a Trainer checkpoint folder
 
 
 def history(run: Path) -> dict:
@@ -36,6 +40,8 @@ def history(run: Path) -> dict:
     ]
     runtime = next((e["train_runtime"] for e in state["log_history"] if "train_runtime" in e), None)
     summary_file = run / "train_summary.json"
+    if not summary_file.is_file() and CHECKPOINT.fullmatch(run.name):
+        summary_file = run.parent / "train_summary.json"  # a run stopped at this checkpoint
     kind = json.loads(summary_file.read_text())["model_kind"] if summary_file.is_file() else None
     return {
         "run": str(run),
@@ -63,7 +69,9 @@ def main() -> None:
         curves, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False
     ):
         images = [p["images"] / 1000 for p in curve["points"]]
-        label = f"{curve['model_kind'] or Path(curve['run']).name} ({Path(curve['run']).name}"
+        run = Path(curve["run"])
+        name = f"{run.parent.name}/{run.name}" if CHECKPOINT.fullmatch(run.name) else run.name
+        label = f"{curve['model_kind'] or name} ({name}"
         if curve["train_runtime_s"]:
             label += f", {curve['train_runtime_s'] / 60:.0f} min"
         label += ")"
