@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
-CHECKPOINT = re.compile(r"checkpoint-\d+")  # a Trainer checkpoint folder
+from fer_hf.artifacts import is_trainer_checkpoint
 
 
 def history(run: Path) -> dict:
@@ -40,7 +39,7 @@ def history(run: Path) -> dict:
     ]
     runtime = next((e["train_runtime"] for e in state["log_history"] if "train_runtime" in e), None)
     summary_file = run / "train_summary.json"
-    if not summary_file.is_file() and CHECKPOINT.fullmatch(run.name):
+    if not summary_file.is_file() and is_trainer_checkpoint(run):
         summary_file = run.parent / "train_summary.json"  # a run stopped at this checkpoint
     kind = json.loads(summary_file.read_text())["model_kind"] if summary_file.is_file() else None
     return {
@@ -70,7 +69,7 @@ def main() -> None:
     ):
         images = [p["images"] / 1000 for p in curve["points"]]
         run = Path(curve["run"])
-        name = f"{run.parent.name}/{run.name}" if CHECKPOINT.fullmatch(run.name) else run.name
+        name = f"{run.parent.name}/{run.name}" if is_trainer_checkpoint(run) else run.name
         label = f"{curve['model_kind'] or name} ({name}"
         if curve["train_runtime_s"]:
             label += f", {curve['train_runtime_s'] / 60:.0f} min"

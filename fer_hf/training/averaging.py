@@ -36,6 +36,7 @@ from ..artifacts import (
 )
 from ..data import load_eval_split
 from ..models import label_names, load_model_folder
+from .data import seeded_sample
 from .transforms import FerTransform, collate
 
 logger = logging.getLogger(__name__)
@@ -122,9 +123,7 @@ def recompute_batch_norm(
     dataset, _ = load_eval_split(data, split, label_names(model.config))
     if len(dataset) == 0:
         raise ValueError(f"The {split!r} split of {data} is empty; no images for batch norm.")
-    count = min(num_images, len(dataset))
-    # In memory: no indices cache file is written into the user's prepared folder.
-    sample = dataset.shuffle(seed=seed, keep_in_memory=True).select(range(count))
+    sample = seeded_sample(dataset, num_images, seed)
     loader = torch.utils.data.DataLoader(
         sample.with_transform(FerTransform(processor)), batch_size=batch_size, collate_fn=collate
     )
@@ -135,7 +134,7 @@ def recompute_batch_norm(
     # update_bn weights each batch equally (momentum None): a cumulative mean over batches.
     torch.optim.swa_utils.update_bn(inputs, model)
     model.eval()
-    return count
+    return len(sample)
 
 
 def _summary_of(folder: Path) -> Path | None:

@@ -165,3 +165,10 @@ def load_training_data(data_args, seed: int) -> TrainingData:
 def has_valence_arousal(dataset: datasets.Dataset) -> bool:
     """Whether any record of `dataset` carries a known valence value."""
     return bool(np.isfinite(np.asarray(dataset["valence"], dtype=np.float32)).any())
+
+
+def seeded_sample(dataset: datasets.Dataset, num: int, seed: int) -> datasets.Dataset:
+    """Up to `num` records of `dataset`, drawn with `seed`. Shuffled in memory, so no indices
+    cache file is written into the folder the dataset was loaded from (the user's data)."""
+    count = min(num, len(dataset))
+    return dataset.shuffle(seed=seed, keep_in_memory=True).select(range(count))

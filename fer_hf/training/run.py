@@ -30,7 +30,7 @@ from ..models import (
 )
 from .augment import BatchAugmenter
 from .batches import UInt8Collator, cache_dir_for, decoded_split
-from .data import TrainingData, has_valence_arousal, load_training_data
+from .data import TrainingData, has_valence_arousal, load_training_data, seeded_sample
 from .precision import apply_precision, cpu_summary, resolve_precision
 from .trainer import FerTrainer, describe_loss
 from .transforms import Augmentation, FerTransform, collate
@@ -195,9 +195,8 @@ def summary_line(summary: dict) -> str:
 
 def calibration_pixel_values(dataset, processor, num_samples: int, seed: int) -> torch.Tensor:
     """`num_samples` records of `dataset` (seeded draw), preprocessed without augmentation."""
-    count = min(num_samples, len(dataset))
-    picked = dataset.shuffle(seed=seed, keep_in_memory=True).select(range(count))
-    return FerTransform(processor)(picked[0:count])["pixel_values"]
+    picked = seeded_sample(dataset, num_samples, seed)
+    return FerTransform(processor)(picked[:])["pixel_values"]
 
 
 def train(model_args, data_args, training_args, callbacks=None) -> dict:
